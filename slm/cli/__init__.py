@@ -1,0 +1,1 @@
+"""The `slm` command line: thin commands over the library."""

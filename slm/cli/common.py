@@ -1,0 +1,24 @@
+"""Options and helpers every command group shares (config file, knowledge-base folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slm.config import Settings, load_settings
+
+KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (else config `kb`, else $SLM_HOME, else ./.slm).")
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (else $SLM_CONFIG, else ./slm.yaml).")
+
+
+def settings_from(kb: Optional[Path], config: Optional[Path]) -> Settings:
+    return load_settings(config_file=config, kb=kb)
+
+
+def parse_audiences(value: Optional[str]) -> frozenset[str] | None:
+    """`--audience a,b` → {"a", "b"}; None means the CLI user is trusted with everything."""
+    if value is None:
+        return None
+    return frozenset(a.strip() for a in value.split(",") if a.strip())

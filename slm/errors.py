@@ -1,0 +1,43 @@
+"""Our own exceptions, each with a message a user can act on; the CLI and API map them."""
+
+
+class SlmError(Exception):
+    """Base class: the CLI prints the message on one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class ConfigError(SlmError):
+    """The configuration file or environment holds something invalid."""
+
+
+class DocumentError(SlmError):
+    """A document could not be loaded (corrupt, empty, too large, unsupported)."""
+
+
+class KnowledgeBaseError(SlmError):
+    """The knowledge base is missing, locked, or inconsistent."""
+
+
+class IndexMismatchError(KnowledgeBaseError):
+    """The index on disk was built with a different embedding model than the one configured."""
+
+
+class ModelLoadError(SlmError):
+    """A model spec could not be resolved or loaded."""
+
+
+class TrainingError(SlmError):
+    """Training could not start or continue."""
+
+
+class EvalLeakError(TrainingError):
+    """Training data would contain evaluation questions."""
+
+
+class RegistryError(SlmError):
+    """An adapter version is unknown or cannot be promoted."""
+
+
+class AccessDenied(SlmError):
+    """The caller's audiences do not allow this."""
