@@ -74,6 +74,8 @@ class GenerationSettings:
     repetition_penalty: float = 1.15
     no_repeat_ngram_size: int = 0
     threads: int | None = None
+    # Extra stop sequences, on top of the built-in ones (a new "Question:", a passage fence, chat markers).
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -27,6 +27,10 @@ class ModelLoadError(SlmError):
     """A model spec could not be resolved or loaded."""
 
 
+class GenerationError(SlmError):
+    """The generator failed while answering (model error, or the OpenAI-compatible server refused)."""
+
+
 class TrainingError(SlmError):
     """Training could not start or continue."""
 
