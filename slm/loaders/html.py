@@ -1,0 +1,184 @@
+"""HTML loader: keeps the main body (Sphinx `div[role=main]`, `main`, `article`, else `body`),
+drops navigation and boilerplate, keeps headings with their anchors and code with its newlines."""
+
+from __future__ import annotations
+
+import re
+
+import lxml.html
+from lxml import etree
+
+from slm.errors import DocumentError
+from slm.loaders.builder import Parsed, TextBuilder
+
+_DROP_TAGS = frozenset(
+    "script style nav header footer aside noscript template form svg button iframe select head".split()
+)
+_DROP_CLASSES = frozenset({"sphinxsidebar", "related", "headerlink", "footer", "clearer"})
+_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+_BLOCK_TAGS = frozenset(
+    "p div section article main blockquote ul ol dl table thead tbody tfoot figure figcaption hr "
+    "address details summary center fieldset caption body html dt dd".split()
+)
+_LINE_TAGS = frozenset("li tr td th".split())
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_SECTION_TAGS = frozenset({"section", "div"})
+_BR = "\x00"
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def _classes(el: etree._Element) -> set[str]:
+    value = el.get("class")
+    return set(value.split()) if value else set()
+
+
+def _dropped(el: etree._Element, tag: str) -> bool:
+    if tag in _DROP_TAGS:
+        return True
+    if el.get("role") in _DROP_ROLES:
+        return True
+    value = el.get("class")
+    return bool(value) and not _DROP_CLASSES.isdisjoint(value.split())
+
+
+def _main_element(root: etree._Element) -> etree._Element:
+    for xpath in (
+        '//*[@role="main"]',
+        '//div[contains(concat(" ", normalize-space(@class), " "), " body ")]',
+        "//main",
+        "//article",
+        "//body",
+    ):
+        found = root.xpath(xpath)
+        if found:
+            return found[0]
+    return root
+
+
+def _heading_anchor(el: etree._Element) -> str | None:
+    """Sphinx puts the id on the enclosing `<section>` (or `<div class="section">`); other
+    generators on the heading itself or on an empty `<span id>`/`<a name>` just before it."""
+    parent = el.getparent()
+    if parent is not None and parent.tag in _SECTION_TAGS and parent.get("id"):
+        first_heading = next((c for c in parent if isinstance(c.tag, str) and c.tag in _HEADINGS), None)
+        if first_heading is el:
+            return parent.get("id")
+    if el.get("id"):
+        return el.get("id")
+    prev = el.getprevious()
+    while prev is not None and isinstance(prev.tag, str) and prev.tag in ("span", "a") and not (prev.text or "").strip():
+        if prev.get("id") or prev.get("name"):
+            return prev.get("id") or prev.get("name")
+        prev = prev.getprevious()
+    for inner in el.iter("a", "span"):
+        if inner.get("id") and "headerlink" not in _classes(inner):
+            return inner.get("id")
+    return None
+
+
+def _inline_text(el: etree._Element) -> str:
+    """Visible text of an element without dropped parts (e.g. the headerlink pilcrow)."""
+    parts: list[str] = []
+
+    def visit(node: etree._Element) -> None:
+        if node.text:
+            parts.append(node.text)
+        for child in node:
+            if isinstance(child.tag, str) and not _dropped(child, child.tag.lower()):
+                visit(child)
+            if child.tail:
+                parts.append(child.tail)
+
+    visit(el)
+    return "".join(parts)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.out = TextBuilder()
+        self.buf: list[str] = []
+        self.first_h1: str | None = None
+
+    def flush(self, tight: bool) -> None:
+        if not self.buf:
+            return
+        raw = "".join(self.buf)
+        self.buf.clear()
+        text = _SPACES.sub(" ", raw)
+        if _BR in text:
+            text = "\n".join(line.strip() for line in text.split(_BR))
+        self.out.block(text, tight=tight)
+
+    def walk(self, el: etree._Element, tight: bool) -> None:
+        tag = el.tag
+        if not isinstance(tag, str):  # comments, processing instructions
+            return
+        tag = tag.lower()
+        if _dropped(el, tag):
+            return
+        level = _HEADINGS.get(tag)
+        if level is not None:
+            self.flush(tight)
+            title = " ".join(_inline_text(el).split())
+            if level == 1 and self.first_h1 is None and title:
+                self.first_h1 = title
+            self.out.heading(level, title, _heading_anchor(el))
+            return
+        if tag == "pre":
+            self.flush(tight)
+            self.out.block(_inline_text(el).expandtabs(8), verbatim=True)
+            return
+        if tag == "br":
+            self.buf.append(_BR)
+            return
+        is_block = tag in _BLOCK_TAGS or tag in _LINE_TAGS
+        if is_block:
+            self.flush(tight)
+        inner_tight = tight or tag in _LINE_TAGS
+        if tag in ("td", "th") and el.getprevious() is not None:
+            self.buf.append(" | ")
+        if el.text:
+            self.buf.append(el.text)
+        for child in el:
+            self.walk(child, inner_tight)
+            if child.tail:
+                self.buf.append(child.tail)
+        if is_block:
+            self.flush(inner_tight)
+
+
+def decode_html(raw: bytes) -> tuple[str, str]:
+    """HTML bytes as text: UTF-8 (BOM allowed), else the declared `charset`, else Windows-1252."""
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    match = re.search(rb"""charset=["']?([A-Za-z0-9_.:-]+)""", raw[:4096])
+    for encoding in ([match.group(1).decode("ascii")] if match else []) + ["cp1252"]:
+        try:
+            return raw.decode(encoding), encoding
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise DocumentError("undecodable HTML: not UTF-8, not its declared charset, not Windows-1252")
+
+
+def load_html(raw: bytes) -> Parsed:
+    text, encoding = decode_html(raw)
+    text = _XML_DECL.sub("", text, count=1)
+    if not text.strip():
+        raise DocumentError("empty file")
+    try:
+        root = lxml.html.document_fromstring(text)
+    except (etree.ParserError, ValueError) as exc:
+        raise DocumentError(f"not parseable as HTML: {exc}") from exc
+    title_el = root.find(".//title")
+    page_title = " ".join((title_el.text_content() if title_el is not None else "").split())
+    walker = _Walker()
+    walker.walk(_main_element(root), False)
+    walker.flush(False)
+    body, sections = walker.out.build()
+    title = page_title or walker.first_h1 or (sections[0].path[-1] if sections else None)
+    if page_title and walker.first_h1 and page_title.startswith(walker.first_h1):
+        title = walker.first_h1  # "Programming FAQ — Python 3.11 documentation" -> "Programming FAQ"
+    return Parsed(text=body, title=title, sections=sections, metadata={"encoding": encoding})
