@@ -36,4 +36,12 @@ def load_text(raw: bytes) -> Parsed:
     text, encoding = decode_text(raw)
     lines = [line.rstrip() for line in text.split("\n")]
     body = "\n".join(lines).strip("\n")
-    return Parsed(text=body, metadata={"encoding": encoding})
+    return Parsed(text=body, title=_title_line(body), metadata={"encoding": encoding})
+
+
+def _title_line(body: str) -> str | None:
+    """A short first line standing alone (followed by a blank line) reads as the title."""
+    first, _, rest = body.partition("\n")
+    if first.strip() and len(first) <= 100 and (not rest or rest.startswith("\n")):
+        return first.strip()
+    return None
