@@ -1,0 +1,295 @@
+"""Answer a question from the knowledge base: retrieve → abstain on weak evidence → generate → cite.
+
+`Answerer` uses a generator; `ExtractiveAnswerer` quotes the best passage (no model, a baseline).
+Both stream text deltas and end with exactly one `Answer`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from typing import Any, Iterator, Protocol, Sequence
+
+from slm.abstention import evidence_score, is_abstention
+from slm.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations, strip_markers
+from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
+from slm.errors import SlmError
+from slm.generation import Generator
+from slm.prompting import ABSTAIN_TEXT, Turn, build_messages, rewrite_prompt
+from slm.types import Answer, Hit, Timings
+
+CLOSED_BOOK_SYSTEM = (
+    "Answer the question in one to three sentences. "
+    f"If you do not know the answer, reply exactly: {ABSTAIN_TEXT}"
+)
+_WORD_RE = re.compile(r"[a-z0-9_]+")
+_STOP = frozenset("a an the is are was of to in on for and or it this that what how why do does can i".split())
+
+
+class Retriever(Protocol):
+    def retrieve(
+        self, query: str, k: int = 5, *, audiences: frozenset[str] | None = None, mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[Hit]: ...
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP}
+
+
+def _check_question(question: str) -> str:
+    question = question.strip()
+    if not question:
+        raise SlmError("the question is empty")
+    return question
+
+
+class _Base:
+    """Retrieval and abstention shared by the generative and extractive answerers."""
+
+    model_name = ""
+    adapter: str | None = None
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        answering: AnsweringSettings,
+        retrieval: RetrievalSettings,
+        *,
+        min_evidence: float | None = None,
+    ):
+        self.retriever = retriever
+        self.answering = answering
+        self.retrieval = retrieval
+        # A calibrated threshold (slm calibrate) wins over the settings default.
+        self.min_evidence = answering.min_evidence if min_evidence is None else min_evidence
+
+    def retrieve(
+        self, query: str, *, audiences: frozenset[str] | None, k: int | None, rerank: bool | None
+    ) -> tuple[Hit, ...]:
+        n = k or self.answering.passages
+        hits = self.retriever.retrieve(query, k=n, audiences=audiences, rerank=rerank)
+        return tuple(hits[:n])
+
+    def weak_evidence(self, passages: Sequence[Hit]) -> bool:
+        return not passages or evidence_score(passages) < self.min_evidence
+
+    def abstain(self, question: str, passages: tuple[Hit, ...], timings: Timings) -> Answer:
+        return Answer(
+            question=question,
+            text=ABSTAIN_TEXT,
+            citations=nearest_sources(passages, question),
+            passages=passages,
+            abstained=True,
+            model=self.model_name,
+            adapter=self.adapter,
+            timings=timings,
+        )
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        audiences: frozenset[str] | None = None,
+        k: int | None = None,
+        rerank: bool | None = None,
+    ) -> Answer:
+        final = None
+        for item in self.stream(question, history=history, audiences=audiences, k=k, rerank=rerank):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream(self, question: str, **kwargs: Any) -> Iterator[str | Answer]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Answerer(_Base):
+    """Retrieval-augmented answers from a generator, with [n] citations, abstention and timings."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: Generator,
+        answering: AnsweringSettings,
+        retrieval: RetrievalSettings,
+        generation: GenerationSettings,
+        *,
+        min_evidence: float | None = None,
+    ):
+        super().__init__(retriever, answering, retrieval, min_evidence=min_evidence)
+        self.generator = generator
+        self.generation = generation
+        self.model_name = getattr(generator, "name", "")
+        self.adapter = getattr(generator, "adapter", None)
+
+    # ------------------------------------------------------------ conversation
+
+    def history_for_prompt(self, history: Sequence[Turn]) -> list[Turn]:
+        """The last turns, with old [n] markers removed (they named passages the model no longer sees)."""
+        keep = list(history)[-2 * self.answering.history_turns :] if self.answering.history_turns else []
+        return [Turn(t.role, strip_markers(t.content)) for t in keep]
+
+    def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
+        """Rewrite a follow-up ("and for lists?") into a question retrieval can use on its own."""
+        question = _check_question(question)
+        if not history:
+            return question
+        last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
+        fallback = f"{last_user} {question}".strip()
+        settings = replace(self.generation, max_new_tokens=48, temperature=0.0)
+        try:
+            rewritten = self.generator.generate(rewrite_prompt(question, list(history)), settings)
+        except SlmError:
+            return fallback
+        rewritten = " ".join(rewritten.strip().strip('"').split())
+        context_words = _content_words(question + " " + " ".join(t.content for t in history))
+        plausible = 3 <= len(rewritten) <= 300 and not is_abstention(rewritten) and _content_words(rewritten) & context_words
+        return rewritten if plausible else fallback
+
+    # ------------------------------------------------------------ answering
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        audiences: frozenset[str] | None = None,
+        k: int | None = None,
+        rerank: bool | None = None,
+    ) -> Iterator[str | Answer]:
+        """Text deltas as the model writes them, then exactly one final Answer."""
+        t0 = time.perf_counter()
+        question = _check_question(question)
+        query = self.standalone_question(question, history)
+        passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
+        retrieval_s = time.perf_counter() - t0
+        if self.weak_evidence(passages):
+            yield ABSTAIN_TEXT
+            yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
+            return
+        messages = build_messages(
+            query, [h.chunk for h in passages], self.history_for_prompt(history), self.answering.max_passage_chars
+        )
+        markers = MarkerFilter(len(passages))
+        parts: list[str] = []
+        first_token_s = None
+        raw: list[str] = []
+        for delta in self.generator.stream(messages, self.generation):
+            raw.append(delta)
+            out = markers.feed(delta)
+            if not parts:
+                out = out.lstrip()
+            if out:
+                first_token_s = first_token_s if first_token_s is not None else time.perf_counter() - t0
+                parts.append(out)
+                yield out
+        tail = markers.flush()
+        if tail.strip() or (parts and tail):
+            parts.append(tail)
+            yield tail
+        text, citations = parse_citations("".join(parts), passages)
+        timings = Timings(
+            retrieval_s=retrieval_s,
+            first_token_s=first_token_s,
+            total_s=time.perf_counter() - t0,
+            generated_tokens=_count_tokens(self.generator, "".join(raw)),
+        )
+        if is_abstention(text):
+            if not parts:
+                yield ABSTAIN_TEXT
+            yield replace(self.abstain(question, passages, timings), text=text or ABSTAIN_TEXT)
+            return
+        yield Answer(
+            question=question,
+            text=text,
+            citations=citations,
+            passages=passages,
+            abstained=False,
+            uncited=not citations,
+            model=self.model_name,
+            adapter=self.adapter,
+            timings=timings,
+        )
+
+    def stream_closed_book(self, question: str) -> Iterator[str | Answer]:
+        """The model alone, no passages: what it knows without the knowledge base (a baseline)."""
+        t0 = time.perf_counter()
+        question = _check_question(question)
+        messages = [{"role": "system", "content": CLOSED_BOOK_SYSTEM}, {"role": "user", "content": question}]
+        parts: list[str] = []
+        first_token_s = None
+        for delta in self.generator.stream(messages, self.generation):
+            out = delta.lstrip() if not parts else delta
+            if out:
+                first_token_s = first_token_s if first_token_s is not None else time.perf_counter() - t0
+                parts.append(out)
+                yield out
+        text = "".join(parts).strip()
+        yield Answer(
+            question=question,
+            text=text or ABSTAIN_TEXT,
+            abstained=is_abstention(text),
+            model=self.model_name,
+            adapter=self.adapter,
+            timings=Timings(
+                first_token_s=first_token_s,
+                total_s=time.perf_counter() - t0,
+                generated_tokens=_count_tokens(self.generator, text),
+            ),
+        )
+
+    def answer_closed_book(self, question: str) -> Answer:
+        return [item for item in self.stream_closed_book(question) if isinstance(item, Answer)][-1]
+
+
+def _count_tokens(generator: Any, text: str) -> int:
+    counter = getattr(generator, "count_tokens", None)
+    return int(counter(text)) if counter else len(text.split())
+
+
+class ExtractiveAnswerer(_Base):
+    """No model: answers with the sentences of the top passage that best match the question, citing [1]."""
+
+    model_name = "extractive"
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        audiences: frozenset[str] | None = None,
+        k: int | None = None,
+        rerank: bool | None = None,
+    ) -> Iterator[str | Answer]:
+        t0 = time.perf_counter()
+        question = _check_question(question)
+        last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
+        query = f"{last_user} {question}".strip() if history else question
+        passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
+        retrieval_s = time.perf_counter() - t0
+        if self.weak_evidence(passages):
+            yield ABSTAIN_TEXT
+            yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
+            return
+        top = passages[0].chunk.text
+        start, end = best_snippet(top, query)
+        text = " ".join(top[start:end].split()) + " [1]"
+        yield text
+        clean, citations = parse_citations(text, passages)
+        total = time.perf_counter() - t0
+        yield Answer(
+            question=question,
+            text=clean,
+            citations=citations,
+            passages=passages,
+            model=self.model_name,
+            timings=Timings(retrieval_s=retrieval_s, first_token_s=total, total_s=total),
+        )
+
+    def answer_closed_book(self, question: str) -> Answer:
+        """Without retrieval an extractive answerer has nothing to quote: it abstains."""
+        return Answer(question=_check_question(question), text=ABSTAIN_TEXT, abstained=True, model=self.model_name)

@@ -1,0 +1,165 @@
+"""Turn [n] markers in an answer into Citation objects pointing at the exact passage text they rest on.
+
+A marker that names no passage is removed (never shown); repeated markers give one citation.
+`MarkerFilter` does the same removal on a stream, so streamed text never shows a bad marker either.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from slm.types import Citation, Hit
+
+MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
+_SPACED_MARKER_RE = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
+_OPEN_MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d*)*)?\s*$")  # a marker still being written
+_SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+_WORD_RE = re.compile(r"[a-z0-9_]+")
+SNIPPET_CHARS = 300
+
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i if in is it its of on or that the this to "
+    "was what when where which who why will with you your not no yes".split()
+)
+
+
+def _numbers(group: str) -> list[int]:
+    return [int(n) for n in re.split(r"\s*[,;]\s*", group.strip()) if n]
+
+
+def _rewrite_markers(text: str, valid: int) -> str:
+    """Keep only the numbers 1..valid inside markers; drop markers left empty."""
+
+    def keep(match: re.Match) -> str:
+        good = [n for n in dict.fromkeys(_numbers(match.group(2))) if 1 <= n <= valid]
+        return f"{match.group(1)}[{', '.join(map(str, good))}]" if good else ""
+
+    return _SPACED_MARKER_RE.sub(keep, text)
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def strip_markers(text: str) -> str:
+    """The text with every [n] marker removed (e.g. old turns of a conversation)."""
+    return _tidy(_rewrite_markers(text, 0))
+
+
+def cited_numbers(text: str, valid: int) -> list[int]:
+    """Passage numbers named by markers, in order of first appearance, within 1..valid."""
+    seen: dict[int, None] = {}
+    for match in MARKER_RE.finditer(text):
+        for n in _numbers(match.group(1)):
+            if 1 <= n <= valid:
+                seen.setdefault(n)
+    return list(seen)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+
+
+def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS) -> tuple[int, int]:
+    """Span (within the chunk) of the sentence(s) that best overlap `reference`; else the chunk start."""
+    ref = _words(reference)
+    best, best_score = None, 0.0
+    sentences = [(m.start(), m.end()) for m in _SENTENCE_RE.finditer(chunk_text) if m.group().strip()]
+    for i, (start, end) in enumerate(sentences):
+        words = _words(chunk_text[start:end])
+        if not words:
+            continue
+        score = len(words & ref) / (len(words) ** 0.5)
+        if score > best_score:
+            best, best_score = i, score
+    if best is None:
+        start, end = 0, min(len(chunk_text), max_chars)
+    else:
+        start, end = sentences[best]
+        # grow into the next sentence while it fits, so a short hit keeps its context
+        j = best + 1
+        while j < len(sentences) and sentences[j][1] - start <= max_chars:
+            end = sentences[j][1]
+            j += 1
+        end = min(end, start + max_chars)
+    while start < end and chunk_text[start].isspace():
+        start += 1
+    while end > start and chunk_text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _snippet_text(chunk_text: str, start: int, end: int) -> str:
+    text = " ".join(chunk_text[start:end].split())
+    return text + (" …" if end < len(chunk_text.rstrip()) and not text.endswith((".", "!", "?")) else "")
+
+
+def citation_for(marker: int, hit: Hit, reference: str) -> Citation:
+    """A citation of `hit` under `marker`; the span is the quoted snippet's place in the document."""
+    chunk = hit.chunk
+    start, end = best_snippet(chunk.text, reference)
+    return Citation(
+        marker=marker,
+        chunk_id=chunk.id,
+        doc_id=chunk.doc_id,
+        title=chunk.title,
+        source=chunk.source,
+        section=chunk.section,
+        anchor=chunk.anchor,
+        page=chunk.page,
+        start=chunk.start + start,
+        end=chunk.start + end,
+        snippet=_snippet_text(chunk.text, start, end),
+    )
+
+
+def _claims_by_marker(text: str) -> dict[int, str]:
+    """For each cited number, the answer sentence(s) that carry its marker (what the passage supports)."""
+    claims: dict[int, list[str]] = {}
+    for sentence in _SENTENCE_RE.findall(text):
+        for match in MARKER_RE.finditer(sentence):
+            for n in _numbers(match.group(1)):
+                claims.setdefault(n, []).append(MARKER_RE.sub(" ", sentence))
+    return {n: " ".join(parts) for n, parts in claims.items()}
+
+
+def parse_citations(text: str, passages: Sequence[Hit]) -> tuple[str, tuple[Citation, ...]]:
+    """Clean `text` of markers that name no passage and cite the passages the rest name (1-based)."""
+    clean = _tidy(_rewrite_markers(text, len(passages)))
+    claims = _claims_by_marker(clean)
+    whole = MARKER_RE.sub(" ", clean)
+    citations = tuple(
+        citation_for(n, passages[n - 1], claims.get(n) or whole) for n in cited_numbers(clean, len(passages))
+    )
+    return clean, citations
+
+
+def nearest_sources(passages: Sequence[Hit], reference: str, limit: int = 3) -> tuple[Citation, ...]:
+    """Citations for the closest passages, for answers that abstain but still point somewhere."""
+    return tuple(citation_for(i, hit, reference) for i, hit in enumerate(passages[:limit], start=1))
+
+
+class MarkerFilter:
+    """Streaming form of the marker clean-up: holds back an unfinished `[..` until it closes."""
+
+    def __init__(self, valid: int):
+        self.valid = valid
+        self.pending = ""
+
+    def feed(self, delta: str) -> str:
+        self.pending += delta
+        open_at = self.pending.rfind("[")
+        if open_at >= 0 and "]" not in self.pending[open_at:] and _OPEN_MARKER_RE.fullmatch(self.pending[open_at:]):
+            ready, self.pending = self.pending[:open_at], self.pending[open_at:]
+        else:
+            ready, self.pending = self.pending, ""
+        # trailing blanks wait too: if a dropped marker follows, they go with it
+        kept = ready.rstrip(" \t")
+        ready, self.pending = kept, ready[len(kept):] + self.pending
+        return _rewrite_markers(ready, self.valid)
+
+    def flush(self) -> str:
+        out, self.pending = _rewrite_markers(self.pending, self.valid), ""
+        return out

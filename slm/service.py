@@ -1,0 +1,100 @@
+"""Build the answerer every interface uses (CLI, API, UI): knowledge base + generator + adapter + threshold."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from slm.config import Settings
+from slm.errors import ModelLoadError, RegistryError
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE_BACKEND = "extractive"  # generation.backend value for the no-model baseline
+
+
+def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> tuple[Path | None, str | None]:
+    """(adapter folder, label) from: an explicit path or registry version, else the promoted one, else none.
+
+    `adapter="base"` (or "none") forces the base model.
+    """
+    wanted = adapter if adapter is not None else settings.generation.adapter
+    if wanted is not None and wanted.strip().lower() in ("base", "none", ""):
+        return None, None
+    if wanted is not None and Path(wanted).expanduser().is_dir():
+        path = Path(wanted).expanduser()
+        return path, str(path)
+    registry = _registry(kb_path)
+    if wanted is not None:
+        if registry is None:
+            raise ModelLoadError(f"adapter '{wanted}' is neither a folder nor a known registry version (no registry in {kb_path})")
+        version = registry.get(wanted)  # RegistryError names the known versions
+        return Path(version.path), version.version
+    if registry is None:
+        return None, None
+    try:
+        current = registry.current()
+    except RegistryError as exc:
+        log.warning("ignoring the adapter registry: %s", exc)
+        return None, None
+    if current is None:
+        return None, None
+    base = getattr(current, "base", None)
+    if base and base != settings.generation.model:
+        log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, base, settings.generation.model)
+        return None, None
+    return Path(current.path), current.version
+
+
+def _registry(kb_path: Path) -> Any | None:
+    try:
+        from slm.registry import Registry
+    except ImportError:  # the registry module is optional until training exists
+        return None
+    root = Path(kb_path) / "adapters"
+    return Registry(root) if root.exists() else None
+
+
+def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
+    """The threshold `slm calibrate` stored for this KB, if it was made with the same embedder."""
+    from slm.abstention import load_calibration
+
+    calibration = load_calibration(kb_path)
+    if calibration is None:
+        return None
+    if calibration.embedder and calibration.embedder != settings.embedder.model:
+        log.warning("calibration.json was made with %s, not %s: using the settings threshold", calibration.embedder, settings.embedder.model)
+        return None
+    return calibration.threshold
+
+
+def build_answerer(
+    settings: Settings,
+    *,
+    kb: Any | None = None,
+    adapter: str | None = None,
+    generator: Any | None = None,
+):
+    """The Answerer for these settings (or ExtractiveAnswerer when generation.backend is 'extractive')."""
+    from slm.answering import Answerer, ExtractiveAnswerer
+
+    if kb is None:
+        from slm.kb import KnowledgeBase
+
+        kb = KnowledgeBase.open(Path(settings.kb), settings)
+    kb_path = Path(kb.path)
+    threshold = calibrated_threshold(settings, kb_path)
+    retriever = kb.retriever()
+    if generator is None and settings.generation.backend == EXTRACTIVE_BACKEND:
+        return ExtractiveAnswerer(retriever, settings.answering, settings.retrieval, min_evidence=threshold)
+    if generator is None:
+        from slm.generation import load_generator
+
+        adapter_path, label = resolve_adapter(settings, kb_path, adapter)
+        generator = load_generator(settings.generation, adapter_path)
+        if label is not None:
+            generator.adapter = label
+    return Answerer(
+        retriever, generator, settings.answering, settings.retrieval, settings.generation, min_evidence=threshold
+    )

@@ -1,0 +1,81 @@
+"""Citation markers → Citation objects; bad markers vanish, also from a stream."""
+
+from __future__ import annotations
+
+import pytest
+
+from slm.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations
+from slm.types import Chunk, Hit
+
+DOC_A = "Intro line. " * 3 + "Refunds are accepted within 30 days of purchase. A receipt is required for every refund."
+DOC_B = "Annual leave is 25 days. Requests go through the HR portal."
+
+
+def _hit(doc_id: str, text: str, start: int = 0, **extra) -> Hit:
+    chunk = Chunk(id=f"{doc_id}::0000", doc_id=doc_id, text=text, start=start, end=start + len(text),
+                  title=doc_id.title(), source=f"{doc_id}.md", **extra)
+    return Hit(chunk=chunk, score=1.0, dense=0.8)
+
+
+@pytest.fixture
+def passages():
+    return [
+        _hit("refunds", DOC_A, start=100, section=("Policies", "Refunds"), anchor="refunds"),
+        _hit("leave", DOC_B, page=3),
+    ]
+
+
+def test_single_and_grouped_markers_map_to_passages(passages):
+    text, cites = parse_citations("Refunds within 30 days [1]. Leave is 25 days [1, 2].", passages)
+    assert text == "Refunds within 30 days [1]. Leave is 25 days [1, 2]."
+    assert [c.marker for c in cites] == [1, 2]
+    first, second = cites
+    assert (first.chunk_id, first.doc_id, first.source, first.section, first.anchor) == (
+        "refunds::0000", "refunds", "refunds.md", ("Policies", "Refunds"), "refunds")
+    assert second.page == 3 and second.title == "Leave"
+
+
+def test_adjacent_markers_and_repeats_give_one_citation_each(passages):
+    _, cites = parse_citations("A [2][1]. B [1]. C [2] [2].", passages)
+    assert [c.marker for c in cites] == [2, 1]
+
+
+def test_marker_naming_no_passage_is_removed(passages):
+    text, cites = parse_citations("Refunds take 30 days [3]. Leave [0] is 25 days [2, 9].", passages)
+    assert "[3]" not in text and "[0]" not in text and "9" not in text
+    assert text == "Refunds take 30 days. Leave is 25 days [2]."
+    assert [c.marker for c in cites] == [2]
+
+
+def test_no_valid_marker_gives_no_citations(passages):
+    text, cites = parse_citations("Refunds take 30 days [5].", passages)
+    assert cites == () and text == "Refunds take 30 days."
+
+
+def test_snippet_is_the_best_overlapping_sentence_and_its_span_is_in_the_document(passages):
+    _, (cite,) = parse_citations("You need a receipt for a refund [1].", passages)
+    assert cite.snippet.startswith("A receipt is required for every refund")
+    document_text = " " * 100 + DOC_A  # the chunk starts at 100 in its document
+    assert document_text[cite.start:cite.end] == cite.snippet.rstrip(" …")
+
+
+def test_snippet_falls_back_to_the_chunk_start():
+    start, end = best_snippet("x" * 1000, "nothing in common")
+    assert (start, end) == (0, 300)
+
+
+def test_nearest_sources_lists_top_passages(passages):
+    cites = nearest_sources(passages, "leave", limit=1)
+    assert [(c.marker, c.doc_id) for c in cites] == [(1, "refunds")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_marker_filter_on_a_stream_matches_the_final_text(passages, size):
+    raw = "Refunds [1] take 30 days [7]; leave [1, 2] [12] is 25 [2][3]. List [a] stays."
+    filt = MarkerFilter(valid=len(passages))
+    pieces = [filt.feed(raw[i:i + size]) for i in range(0, len(raw), size)] + [filt.flush()]
+    streamed = "".join(pieces)
+    assert "[7]" not in streamed and "[12]" not in streamed and "[3]" not in streamed
+    assert "[1]" in streamed and "[1, 2]" in streamed and "[a]" in streamed
+    clean, _ = parse_citations(raw, passages)
+    assert " ".join(streamed.split()) == clean
