@@ -1,0 +1,193 @@
+"""Generators: stop sequences, the local transformers backend (tiny model), adapters, the OpenAI backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from slm.config import GenerationSettings
+from slm.errors import GenerationError, ModelLoadError
+from slm.generation import (
+    OpenAIGenerator,
+    StopScanner,
+    TransformersGenerator,
+    load_causal_lm,
+    load_generator,
+)
+
+MESSAGES = [{"role": "system", "content": "Answer."}, {"role": "user", "content": "What is the refund policy?"}]
+
+
+# ---------------------------------------------------------------- stop sequences
+
+
+def _scan(pieces, stops):
+    scanner = StopScanner(stops)
+    out = [scanner.feed(p) for p in pieces]
+    return "".join(out) + scanner.flush(), scanner.stopped
+
+
+def test_stop_scanner_cuts_at_a_stop_split_across_deltas():
+    text, stopped = _scan(["Refunds take 30 days [1].\nQue", "stion: what about", " leave?"], ["Question:"])
+    assert text == "Refunds take 30 days [1].\n" and stopped
+
+
+def test_stop_scanner_releases_held_text_that_was_not_a_stop():
+    scanner = StopScanner(["Question:"])
+    assert scanner.feed("Answer: Que") == "Answer: "  # "Que" might begin "Question:"
+    assert scanner.feed("ue") == "Queue"
+    assert scanner.flush() == ""
+
+
+def test_stop_scanner_without_stop_passes_everything():
+    assert _scan(["a", "b", "<pass"], ["<passage"]) == ("ab<pass", False)
+
+
+# ---------------------------------------------------------------- transformers backend (tiny random model)
+
+
+@pytest.fixture(scope="module")
+def tiny_settings(tiny_lm_dir):
+    return GenerationSettings(model=str(tiny_lm_dir), max_new_tokens=12, threads=1)
+
+
+def test_transformers_generator_streams_at_most_max_new_tokens(tiny_settings):
+    gen = load_generator(tiny_settings)
+    assert isinstance(gen, TransformersGenerator) and gen.name == tiny_settings.model
+    pieces = list(gen.stream(MESSAGES, tiny_settings))
+    text = "".join(pieces)
+    assert pieces and all(isinstance(p, str) for p in pieces)
+    assert 0 < gen.count_tokens(text) <= tiny_settings.max_new_tokens
+    assert gen.generate(MESSAGES, tiny_settings) == text  # greedy is deterministic
+
+
+def test_stop_setting_cuts_the_output(tiny_settings):
+    gen = load_generator(tiny_settings)
+    full = gen.generate(MESSAGES, tiny_settings)
+    assert len(full) >= 2
+    stop = full[1:3] if full[1:3].strip() else full[1:2]
+    cut = gen.generate(MESSAGES, GenerationSettings(**{**tiny_settings.__dict__, "stop": [stop]}))
+    assert cut == full[: full.find(stop)]
+
+
+def test_sampling_settings_run(tiny_settings):
+    gen = load_generator(tiny_settings)
+    settings = GenerationSettings(**{**tiny_settings.__dict__, "temperature": 0.8, "no_repeat_ngram_size": 2})
+    assert isinstance(gen.generate(MESSAGES, settings), str)
+
+
+def test_closing_the_stream_early_releases_the_model(tiny_settings):
+    gen = load_generator(tiny_settings)
+    settings = GenerationSettings(**{**tiny_settings.__dict__, "max_new_tokens": 200})
+    stream = gen.stream(MESSAGES, settings)
+    next(stream)
+    stream.close()  # stops generation and joins the worker thread
+    assert not gen._lock.locked()
+    assert not [t for t in threading.enumerate() if t.name == "slm-generate"]
+
+
+def test_models_are_cached_per_spec_and_adapter(tiny_settings):
+    a, b = load_generator(tiny_settings), load_generator(tiny_settings)
+    assert a.model is b.model
+    fresh, _ = load_causal_lm(tiny_settings.model)  # cache=False: a private copy (training mutates it)
+    assert fresh is not a.model
+
+
+def test_adapter_is_loaded_on_top(tiny_lm_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = load_causal_lm(str(tiny_lm_dir))
+    import torch
+    from peft import PeftModel
+
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with torch.no_grad():  # LoRA B starts at zero (a no-op); make the adapter change something
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    loaded, _ = load_causal_lm(str(tiny_lm_dir), adapter=tmp_path / "adapter")
+    assert isinstance(loaded, PeftModel)
+    lora_b = [p for n, p in loaded.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.all(p == 0.5) for p in lora_b)
+    gen = load_generator(GenerationSettings(model=str(tiny_lm_dir), max_new_tokens=4), tmp_path / "adapter")
+    assert gen.adapter == str(tmp_path / "adapter") and isinstance(gen.generate(MESSAGES, GenerationSettings(max_new_tokens=4)), str)
+
+
+def test_load_errors_are_actionable(tmp_path, tiny_lm_dir):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_causal_lm(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_causal_lm(str(tmp_path / "empty"))
+    with pytest.raises(ModelLoadError, match="adapter_config.json"):
+        load_causal_lm(str(tiny_lm_dir), adapter=tmp_path / "empty")
+    with pytest.raises(ModelLoadError, match="base_url"):
+        load_generator(GenerationSettings(backend="openai"))
+    with pytest.raises(ModelLoadError, match="backend"):
+        load_generator(GenerationSettings(backend="tea-leaves"))
+
+
+# ---------------------------------------------------------------- OpenAI-compatible backend (fake server)
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    requests: list[dict] = []
+    deltas = ["Refunds ", "take 30 days [1].", "\nQuestion: next?", " more"]
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if body["model"] == "broken":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"error": "model exploded"}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for d in self.deltas:
+            event = {"choices": [{"index": 0, "delta": {"content": d}}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_openai():
+    _FakeOpenAI.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_generator_streams_sse_and_stops(fake_openai):
+    settings = GenerationSettings(backend="openai", base_url=fake_openai, model="served-model", api_key="k1",
+                                  max_new_tokens=33, temperature=0.0)
+    gen = load_generator(settings)
+    assert isinstance(gen, OpenAIGenerator)
+    pieces = list(gen.stream(MESSAGES, settings))
+    assert "".join(pieces) == "Refunds take 30 days [1].\n"
+    (request,) = _FakeOpenAI.requests
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer k1"
+    body = request["body"]
+    assert body["model"] == "served-model" and body["stream"] is True and body["max_tokens"] == 33
+    assert body["messages"] == MESSAGES and 0 < len(body["stop"]) <= 4
+
+
+def test_openai_generator_reports_server_errors(fake_openai):
+    settings = GenerationSettings(backend="openai", base_url=fake_openai, model="broken")
+    with pytest.raises(GenerationError, match="500"):
+        load_generator(settings).generate(MESSAGES, settings)
+    unreachable = GenerationSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(GenerationError, match="cannot reach"):
+        load_generator(unreachable).generate(MESSAGES, unreachable)
