@@ -107,6 +107,11 @@ class TrainingSettings:
     kd_weight: float = 0.0  # token-level KD share of the loss, where tokenizers match
     seed: int = 0
     save_every: int = 20
+    # Evaluation QA files (JSONL) kept out of training: near-duplicate generated questions are dropped.
+    eval_qa: list[str] = field(default_factory=list)
+    exclude_docs: list[str] = field(default_factory=list)  # doc-id globs never used as training data
+    warmup_ratio: float = 0.06
+    lr_schedule: str = "cosine"  # cosine | linear | constant
 
 
 @dataclass
