@@ -67,6 +67,8 @@ class Calibration:
     heldout_unanswerable_abstained: float  # share of unanswerable held-out questions it stops
     positives: int
     negatives: int
+    tuned_count: int = 0
+    heldout_count: int = 0
     sources: tuple[str, ...] = ()
     embedder: str = ""
     passages: int = 4
@@ -274,6 +276,8 @@ def calibrate(
         heldout_unanswerable_abstained=round(sum(s < threshold for s in held_neg) / max(1, len(held_neg)), 4),
         positives=sum(q.answerable for q in questions),
         negatives=sum(not q.answerable for q in questions),
+        tuned_count=len(tune),
+        heldout_count=len(held),
         sources=tuple(sources),
         embedder=embedder,
         passages=passages,
