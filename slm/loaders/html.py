@@ -20,7 +20,8 @@ _BLOCK_TAGS = frozenset(
     "p div section article main blockquote ul ol dl table thead tbody tfoot figure figcaption hr "
     "address details summary center fieldset caption body html dt dd".split()
 )
-_LINE_TAGS = frozenset("li tr td th".split())
+_LINE_TAGS = frozenset("li tr".split())
+_CELL_TAGS = frozenset({"td", "th"})
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SECTION_TAGS = frozenset({"section", "div"})
 _BR = "\x00"
@@ -72,8 +73,8 @@ def _heading_anchor(el: etree._Element) -> str | None:
             return prev.get("id") or prev.get("name")
         prev = prev.getprevious()
     for inner in el.iter("a", "span"):
-        if inner.get("id") and "headerlink" not in _classes(inner):
-            return inner.get("id")
+        if (inner.get("id") or inner.get("name")) and "headerlink" not in _classes(inner):
+            return inner.get("id") or inner.get("name")
     return None
 
 
@@ -132,12 +133,15 @@ class _Walker:
         if tag == "br":
             self.buf.append(_BR)
             return
+        if tag in _CELL_TAGS:  # a cell is one line of its row, whatever blocks it holds
+            if el.getprevious() is not None:
+                self.buf.append(" | ")
+            self.buf.append(" ".join(_inline_text(el).split()))
+            return
         is_block = tag in _BLOCK_TAGS or tag in _LINE_TAGS
         if is_block:
             self.flush(tight)
         inner_tight = tight or tag in _LINE_TAGS
-        if tag in ("td", "th") and el.getprevious() is not None:
-            self.buf.append(" | ")
         if el.text:
             self.buf.append(el.text)
         for child in el:

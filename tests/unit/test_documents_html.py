@@ -1,0 +1,87 @@
+"""HTML loading: main body only, boilerplate gone, headings with Sphinx-style anchors, code intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slm.documents import load_document
+
+DOCS = Path(__file__).parents[1] / "fixtures" / "docs"
+PY_DOCS = Path(__file__).parents[2] / "corpora" / "python-docs"
+
+
+def _load(name: str):
+    return load_document(DOCS / name, DOCS, max_bytes=1_000_000)
+
+
+def test_sphinx_page_keeps_body_and_drops_navigation():
+    doc = _load("sphinx_page.html")
+    assert doc.id == "sphinx_page.html" and doc.source == "sphinx_page.html"
+    assert doc.title == "Widget FAQ"
+    for gone in ("Navigation", "Sidebar link text", "Footer text", "¶", "jquery", "color: black", "Contents"):
+        assert gone not in doc.text
+    assert doc.text.startswith("Widget FAQ\n\nInstalling\n\nHow do I install a widget?\n\n")
+    assert "Run the installer and follow the prompts." in doc.text  # inline whitespace collapsed
+    assert "Yes: run widget --remove." in doc.text
+
+
+def test_code_blocks_keep_newlines_and_blank_lines():
+    doc = _load("sphinx_page.html")
+    assert "import widget\n\nwidget.install()" in doc.text
+
+
+def test_sphinx_sections_take_the_enclosing_section_id():
+    doc = _load("sphinx_page.html")
+    by_anchor = {s.anchor: s for s in doc.sections}
+    assert list(by_anchor) == [
+        "widget-faq",
+        "installing",
+        "how-do-i-install-a-widget",  # the section id, not the <span id="faq-install"> beside the heading
+        "can-i-uninstall-it",
+        "old-style-section",  # <div class="section" id=...>
+    ]
+    install = by_anchor["how-do-i-install-a-widget"]
+    assert install.path == ("Widget FAQ", "Installing", "How do I install a widget?")
+    owned = doc.text[install.start : install.end]
+    assert owned.startswith("How do I install a widget?") and owned.endswith("It takes about a minute.")
+    parent = by_anchor["installing"]
+    assert parent.start < install.start and parent.end >= by_anchor["can-i-uninstall-it"].end
+    assert by_anchor["old-style-section"].path == ("Widget FAQ", "Old style section")
+
+
+def test_list_items_are_lines():
+    doc = _load("sphinx_page.html")
+    assert "Settings are kept.\nLogs are deleted." in doc.text
+
+
+def test_plain_html_article_heading_ids_br_and_tables():
+    doc = _load("plain_article.htm")
+    assert doc.title == "Plain"
+    assert "Site header text" not in doc.text and "Aside text" not in doc.text and "Footer text" not in doc.text
+    assert "First line\nsecond line" in doc.text
+    assert "Key | Value\ncolour | red" in doc.text
+    assert [(s.path, s.anchor) for s in doc.sections] == [
+        (("Plain article",), "intro"),
+        (("Plain article", "Details"), "details"),
+    ]
+
+
+def test_real_python_faq_page_anchor_matches_gold_style():
+    doc = load_document(PY_DOCS / "faq" / "programming.html", PY_DOCS, max_bytes=5_000_000)
+    assert doc.id == "faq/programming.html"
+    assert doc.title == "Programming FAQ"
+    anchors = {s.anchor for s in doc.sections}
+    assert "why-am-i-getting-an-unboundlocalerror-when-the-variable-has-a-value" in anchors
+    assert "faq-unboundlocalerror" not in anchors
+    assert ">>> x = 10\n>>> def bar():\n...     print(x)" in doc.text
+
+
+@pytest.mark.parametrize("name", ["faq/design.html", "library/re.html", "tutorial/controlflow.html"])
+def test_every_section_span_starts_with_its_heading(name):
+    doc = load_document(PY_DOCS / name, PY_DOCS, max_bytes=5_000_000)
+    assert doc.sections
+    for section in doc.sections:
+        assert doc.text[section.start :].startswith(section.path[-1])
+        assert section.start < section.end <= len(doc.text)
