@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import replace
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.abstention import evidence_score, is_abstention
 from slm.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations, strip_markers
@@ -119,12 +119,28 @@ class Answerer(_Base):
         generation: GenerationSettings,
         *,
         min_evidence: float | None = None,
+        adapter_audiences: Sequence[str] | None = None,
+        base_generator: Callable[[], Generator] | None = None,
     ):
         super().__init__(retriever, answering, retrieval, min_evidence=min_evidence)
         self.generator = generator
         self.generation = generation
         self.model_name = getattr(generator, "name", "")
         self.adapter = getattr(generator, "adapter", None)
+        # An adapter has learned its training documents: a caller who may not see all of them gets
+        # the base model instead (`base_generator` loads it on first need).
+        self.adapter_audiences = tuple(adapter_audiences) if adapter_audiences else None
+        self._base_factory = base_generator
+
+    def generator_for(self, audiences: frozenset[str] | None) -> Generator:
+        """The tuned generator, unless the caller lacks an audience its adapter was trained on."""
+        if audiences is None or self.adapter_audiences is None or set(self.adapter_audiences) <= audiences:
+            return self.generator
+        if self._base_factory is None:
+            from slm.errors import AccessDenied
+
+            raise AccessDenied("the model was tuned on documents this caller may not see, and no base model is configured")
+        return self._base_factory()
 
     # ------------------------------------------------------------ conversation
 
@@ -133,7 +149,7 @@ class Answerer(_Base):
         keep = list(history)[-2 * self.answering.history_turns :] if self.answering.history_turns else []
         return [Turn(t.role, strip_markers(t.content)) for t in keep]
 
-    def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
+    def standalone_question(self, question: str, history: Sequence[Turn], *, generator: Generator | None = None) -> str:
         """Rewrite a follow-up ("and for lists?") into a question retrieval can use on its own."""
         question = _check_question(question)
         if not history:
@@ -142,7 +158,7 @@ class Answerer(_Base):
         fallback = f"{last_user} {question}".strip()
         settings = replace(self.generation, max_new_tokens=48, temperature=0.0)
         try:
-            rewritten = self.generator.generate(rewrite_prompt(question, list(history)), settings)
+            rewritten = (generator or self.generator).generate(rewrite_prompt(question, list(history)), settings)
         except SlmError:
             return fallback
         rewritten = " ".join(rewritten.strip().strip('"').split())
@@ -164,7 +180,8 @@ class Answerer(_Base):
         """Text deltas as the model writes them, then exactly one final Answer."""
         t0 = time.perf_counter()
         question = _check_question(question)
-        query = self.standalone_question(question, history)
+        generator = self.generator_for(audiences)
+        query = self.standalone_question(question, history, generator=generator)
         passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
         retrieval_s = time.perf_counter() - t0
         if self.weak_evidence(passages):
@@ -178,7 +195,7 @@ class Answerer(_Base):
         parts: list[str] = []
         first_token_s = None
         raw: list[str] = []
-        for delta in self.generator.stream(messages, self.generation):
+        for delta in generator.stream(messages, self.generation):
             raw.append(delta)
             out = markers.feed(delta)
             if not parts:
@@ -196,12 +213,13 @@ class Answerer(_Base):
             retrieval_s=retrieval_s,
             first_token_s=first_token_s,
             total_s=time.perf_counter() - t0,
-            generated_tokens=_count_tokens(self.generator, "".join(raw)),
+            generated_tokens=_count_tokens(generator, "".join(raw)),
         )
+        model, adapter = getattr(generator, "name", self.model_name), getattr(generator, "adapter", None)
         if is_abstention(text):
             if not parts:
                 yield ABSTAIN_TEXT
-            yield replace(self.abstain(question, passages, timings), text=text or ABSTAIN_TEXT)
+            yield replace(self.abstain(question, passages, timings), text=text or ABSTAIN_TEXT, model=model, adapter=adapter)
             return
         yield Answer(
             question=question,
@@ -210,8 +228,8 @@ class Answerer(_Base):
             passages=passages,
             abstained=False,
             uncited=not citations,
-            model=self.model_name,
-            adapter=self.adapter,
+            model=model,
+            adapter=adapter,
             timings=timings,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,37 +15,43 @@ log = logging.getLogger(__name__)
 EXTRACTIVE_BACKEND = "extractive"  # generation.backend value for the no-model baseline
 
 
-def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> tuple[Path | None, str | None]:
-    """(adapter folder, label) from: an explicit path or registry version, else the promoted one, else none.
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    path: Path
+    label: str  # registry version ("v3") or the folder
+    audiences: tuple[str, ...] = ()  # the audiences of the documents it was trained on (registry only)
+
+
+def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> ResolvedAdapter | None:
+    """The adapter to serve: an explicit folder or registry version, else the promoted one, else None (base).
 
     `adapter="base"` (or "none") forces the base model.
     """
     wanted = adapter if adapter is not None else settings.generation.adapter
     if wanted is not None and wanted.strip().lower() in ("base", "none", ""):
-        return None, None
+        return None
     if wanted is not None and Path(wanted).expanduser().is_dir():
         path = Path(wanted).expanduser()
-        return path, str(path)
+        return ResolvedAdapter(path, str(path))
     registry = _registry(kb_path)
     if wanted is not None:
         if registry is None:
             raise ModelLoadError(f"adapter '{wanted}' is neither a folder nor a known registry version (no registry in {kb_path})")
         version = registry.get(wanted)  # RegistryError names the known versions
-        return Path(version.path), version.version
+        return ResolvedAdapter(Path(version.path), version.version, tuple(version.audiences))
     if registry is None:
-        return None, None
+        return None
     try:
         current = registry.current()
     except RegistryError as exc:
         log.warning("ignoring the adapter registry: %s", exc)
-        return None, None
+        return None
     if current is None:
-        return None, None
-    base = getattr(current, "base", None)
-    if base and base != settings.generation.model:
-        log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, base, settings.generation.model)
-        return None, None
-    return Path(current.path), current.version
+        return None
+    if current.base and current.base != settings.generation.model:
+        log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, current.base, settings.generation.model)
+        return None
+    return ResolvedAdapter(Path(current.path), current.version, tuple(current.audiences))
 
 
 def _registry(kb_path: Path) -> Any | None:
@@ -54,6 +61,12 @@ def _registry(kb_path: Path) -> Any | None:
         return None
     root = Path(kb_path) / "adapters"
     return Registry(root) if root.exists() else None
+
+
+def _load_base(settings: Settings) -> Any:
+    from slm.generation import load_generator
+
+    return load_generator(settings.generation)
 
 
 def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
@@ -88,13 +101,22 @@ def build_answerer(
     retriever = kb.retriever()
     if generator is None and settings.generation.backend == EXTRACTIVE_BACKEND:
         return ExtractiveAnswerer(retriever, settings.answering, settings.retrieval, min_evidence=threshold)
+    adapter_audiences = None
     if generator is None:
         from slm.generation import load_generator
 
-        adapter_path, label = resolve_adapter(settings, kb_path, adapter)
-        generator = load_generator(settings.generation, adapter_path)
-        if label is not None:
-            generator.adapter = label
+        resolved = resolve_adapter(settings, kb_path, adapter)
+        generator = load_generator(settings.generation, resolved.path if resolved else None)
+        if resolved is not None:
+            generator.adapter = resolved.label
+            adapter_audiences = resolved.audiences or None
     return Answerer(
-        retriever, generator, settings.answering, settings.retrieval, settings.generation, min_evidence=threshold
+        retriever,
+        generator,
+        settings.answering,
+        settings.retrieval,
+        settings.generation,
+        min_evidence=threshold,
+        adapter_audiences=adapter_audiences,
+        base_generator=lambda: _load_base(settings),
     )
