@@ -45,3 +45,7 @@ class RegistryError(SlmError):
 
 class AccessDenied(SlmError):
     """The caller's audiences do not allow this."""
+
+
+class ApiKeyError(SlmError):
+    """An API key name is taken, or the key to revoke is unknown."""

@@ -1,0 +1,85 @@
+"""HTTP errors in OpenAI's shape (`{"error": {message, type, code}}`) and the mapping from our exceptions."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from slm.errors import AccessDenied, KnowledgeBaseError, ModelLoadError, RegistryError, SlmError
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with a status, a message the caller can act on, and optional headers."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": _TYPES.get(status, "error"), "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, *, code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
+
+
+def from_slm_error(exc: SlmError) -> ApiError:
+    if isinstance(exc, AccessDenied):
+        return ApiError(403, str(exc), code="access_denied")
+    if isinstance(exc, RegistryError):
+        return ApiError(404, str(exc), code="model_not_found")
+    if isinstance(exc, (KnowledgeBaseError, ModelLoadError)):
+        return ApiError(503, str(exc), code="not_ready", headers={"Retry-After": "10"})
+    return ApiError(500, str(exc), code="internal_error")
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts = []
+    first_param = None
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        where = ".".join(loc) or "body"
+        first_param = first_param or where
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request", first_param
+
+
+def install_error_handlers(app) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return error_response(exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return error_response(422, message, code="invalid_request", param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SlmError)
+    async def _slm(request: Request, exc: SlmError):
+        err = from_slm_error(exc)
+        return error_response(err.status, err.message, code=err.code, headers=err.headers)
