@@ -1,0 +1,98 @@
+"""Sentence embeddings: a sentence-transformers model behind a small interface (float32, L2-normalised)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from slm.config import EmbedderSettings
+from slm.errors import ModelLoadError
+
+
+class Embedder:
+    """Loads the configured model lazily-free (at construction) and encodes texts in batches."""
+
+    def __init__(self, settings: EmbedderSettings, *, _model: Any = None, _name: str | None = None):
+        self.settings = settings
+        self.model_name = _name or settings.model
+        self._model = _model if _model is not None else _load(settings)
+
+    @classmethod
+    def from_model(cls, model: Any, *, name: str = "in-memory", batch_size: int = 32) -> "Embedder":
+        """Wrap an already built SentenceTransformer (tests build tiny random ones)."""
+        return cls(EmbedderSettings(model=name, batch_size=batch_size), _model=model, _name=name)
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Vectors for `texts` in their order. Texts are batched longest-first (less padding);
+        `on_batch(n)` is called after each batch of n texts (progress bars, checkpoints)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        size = batch_size or self.settings.batch_size
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(texts), desc="embedding", unit="chunk", leave=False)
+        try:
+            for start in range(0, len(order), size):
+                idx = order[start : start + size]
+                vectors = self._model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                out[idx] = np.asarray(vectors, dtype=np.float32)
+                if bar is not None:
+                    bar.update(len(idx))
+                if on_batch is not None:
+                    on_batch(len(idx))
+        finally:
+            if bar is not None:
+                bar.close()
+        return normalise(out)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)
+
+
+def _load(settings: EmbedderSettings) -> Any:
+    from slm.models import resolve_model
+
+    resolved = resolve_model(settings.model)
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise next to ours
+        model = SentenceTransformer(resolved.location, device=settings.device)
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one actionable message
+        hint = "" if resolved.is_local else " (it is not a local folder: without a model hub, use a path or package:NAME)"
+        raise ModelLoadError(f"cannot load embedding model '{settings.model}'{hint}: {exc}") from exc
+    if settings.max_seq_length:
+        model.max_seq_length = settings.max_seq_length
+    return model

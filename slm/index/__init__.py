@@ -1,0 +1,1 @@
+"""On-disk indexes of the knowledge base: dense (FAISS), sparse (BM25) and the generation that binds them."""

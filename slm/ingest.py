@@ -1,0 +1,345 @@
+"""Incremental ingestion: load changed files, chunk, embed what is not cached, build a new index
+generation beside the old one, then switch to it in the same SQLite transaction as the chunk changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from slm.errors import DocumentError, KnowledgeBaseError
+from slm.index.generation import build_generation, collect_garbage, existing_generations, generation_dir
+from slm.index.manifest import Manifest
+from slm.kb import GENERATION_KEY, ROOT_KEY, KnowledgeBase
+from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, chunk_row
+from slm.types import Chunk, Document
+
+EMBED_CHECKPOINT_BATCHES = 8  # cache vectors in SQLite every this many batches (a killed run keeps them)
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The closing summary of one ingest run."""
+
+    seen: int
+    added: int
+    changed: int
+    unchanged: int
+    deleted: int
+    failed: tuple[FailedFile, ...]
+    chunks_written: int
+    seconds: float
+    embedded: int = 0  # chunks whose vectors had to be computed (the rest came from the cache)
+    generation: int | None = None
+    run_id: str = ""
+    root: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.deleted or self.chunks_written)
+
+
+@dataclass
+class _Pending:
+    doc: Document
+    fingerprint: str
+    status: str  # added | changed
+    chunks: list[Chunk]
+
+
+def index_text(chunk: Chunk) -> str:
+    """What the embedder and BM25 see: the chunk with its context (title — section path), then its text."""
+    section = list(chunk.section)
+    if section and chunk.title and section[0].strip() == chunk.title.strip():
+        section = section[1:]
+    head = chunk.title.strip()
+    if section:
+        head = f"{head} — {' > '.join(section)}" if head else " > ".join(section)
+    return f"{head}\n{chunk.text}" if head else chunk.text
+
+
+def embed_key(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\0{text}".encode("utf-8")).hexdigest()[:40]
+
+
+def _settings_signature(kb: KnowledgeBase) -> str:
+    """Settings that change what a file turns into: a change makes every file count as changed."""
+    s = kb.settings
+    relevant = {
+        "access": asdict(s.access) | {"audit_log": None},
+        "chunk": [s.ingest.chunk_chars, s.ingest.chunk_overlap, s.ingest.min_chunk_chars],
+        "embedder": s.embedder.model,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fingerprint(path: Path, signature: str) -> str:
+    from slm.documents import sidecar_path
+
+    digest = hashlib.sha256(path.read_bytes())
+    side = sidecar_path(path)
+    if side.is_file():
+        digest.update(b"\0sidecar\0" + side.read_bytes())
+    digest.update(signature.encode())
+    return digest.hexdigest()
+
+
+def ingest(
+    root: Path,
+    kb: KnowledgeBase,
+    *,
+    progress: bool = True,
+    rebuild: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Bring the KB in line with the files under `root`. Only files whose bytes (or sidecar, or the
+    chunking/access settings) changed are re-read; `rebuild` re-reads and re-embeds everything."""
+    from slm.chunking import chunk_document
+    from slm.documents import discover, load_document
+
+    t0 = time.perf_counter()
+    stage = on_stage or (lambda name: None)
+    root = Path(root).expanduser().resolve()
+    if not root.exists():
+        raise KnowledgeBaseError(f"nothing to ingest: {root} does not exist")
+    settings = kb.settings
+    run_id = uuid.uuid4().hex[:12]
+    timings: dict[str, float] = {}
+
+    with kb.ingest_lock():
+        previous_root = kb.root
+        known = {} if rebuild else kb.store.fingerprints()
+        known_ids = set(kb.store.fingerprints())
+        if previous_root and previous_root != str(root) and known_ids:
+            _say(progress, f"note: this KB held {previous_root}; files not under {root} will be removed")
+        signature = _settings_signature(kb)
+        max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
+
+        stage("discover")
+        paths = discover(root, settings.ingest.include, settings.ingest.exclude)
+        pending: list[_Pending] = []
+        unchanged: list[str] = []
+        failed: list[FailedFile] = []
+        seen_ids: set[str] = set()
+
+        stage("load")
+        t = time.perf_counter()
+        bar = _bar(progress, total=len(paths), desc="files", unit="file")
+        for path in paths:
+            rel = path.relative_to(root).as_posix() if path != root else path.name
+            seen_ids.add(rel)
+            try:
+                if path.stat().st_size > max_bytes:
+                    raise DocumentError(
+                        f"too large: {path.stat().st_size / 1e6:.1f} MB > limit {max_bytes / 1e6:.1f} MB (ingest.max_file_mb)"
+                    )
+                fingerprint = _fingerprint(path, signature)
+                if known.get(rel) == fingerprint:
+                    unchanged.append(rel)
+                else:
+                    doc = load_document(path, root, max_bytes=max_bytes, access=settings.access)
+                    chunks = chunk_document(
+                        doc,
+                        chunk_chars=settings.ingest.chunk_chars,
+                        overlap=settings.ingest.chunk_overlap,
+                        min_chars=settings.ingest.min_chunk_chars,
+                    )
+                    pending.append(_Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks))
+            except DocumentError as exc:
+                failed.append(FailedFile(rel, str(exc)))
+            except OSError as exc:
+                failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole run
+                failed.append(FailedFile(rel, f"{type(exc).__name__}: {exc}"))
+            bar.update(1)
+        bar.close()
+        timings["load"] = time.perf_counter() - t
+
+        failed_ids = {f.path for f in failed}
+        deleted = sorted(known_ids - seen_ids)
+        removed_failed = sorted(failed_ids & known_ids)  # a file that no longer loads leaves the index
+        gone = set(deleted) | set(removed_failed) | {p.doc.id for p in pending}
+
+        # Embed what the cache does not hold yet.
+        stage("embed")
+        t = time.perf_counter()
+        model = kb.embedder_name
+        new_chunks = [c for p in pending for c in p.chunks]
+        new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
+        embedded = _embed_missing(kb, new_chunks, new_keys, progress)
+        timings["embed"] = time.perf_counter() - t
+
+        current = kb.current_generation()
+        if current is not None and not gone and not rebuild:
+            with kb.store.transaction() as conn:
+                _log_run(kb, conn, run_id, unchanged, [], failed, [], root)
+            return _report(paths, pending, unchanged, deleted, failed, 0, t0, embedded, current, run_id, root, timings)
+
+        # Build the next generation from the chunks that stay plus the new ones.
+        stage("index")
+        t = time.perf_counter()
+        kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
+        rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
+        rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
+        manifest = kb.manifest()
+        dimension = manifest.dimension if manifest and not rebuild else kb.embedder().dimension
+        vectors = _vectors_for(kb, [key for _, key in rows], dimension)
+        number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
+        folder = build_generation(
+            kb.index_dir,
+            number,
+            chunk_ids=[c.id for c, _ in rows],
+            audiences=[c.audiences for c, _ in rows],
+            vectors=vectors,
+            index_texts=[index_text(c) for c, _ in rows],
+            embedder=model,
+        )
+        timings["index"] = time.perf_counter() - t
+        stage("built")
+
+        # The switch: chunk changes and the generation pointer in one transaction.
+        stage("commit")
+        t = time.perf_counter()
+        with kb.store.transaction() as conn:
+            for doc_id in gone:
+                conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            for doc_id in set(deleted) | set(removed_failed):
+                conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            now = time.time()
+            for item in pending:
+                doc = item.doc
+                conn.execute(
+                    INSERT_DOCUMENT,
+                    (
+                        doc.id,
+                        doc.title,
+                        doc.source,
+                        doc.content_hash,
+                        item.fingerprint,
+                        json.dumps(list(doc.audiences)),
+                        json.dumps(dict(doc.metadata)),
+                        len(item.chunks),
+                        len(doc.text),
+                        now,
+                    ),
+                )
+            conn.executemany(
+                INSERT_CHUNK,
+                (chunk_row(c, i, embed_key(model, index_text(c))) for p in pending for i, c in enumerate(p.chunks)),
+            )
+            kb.store.set_meta(GENERATION_KEY, str(number), conn)
+            kb.store.set_meta(ROOT_KEY, str(root), conn)
+            kb.store.set_meta("embedder", model, conn)
+            kb.store.set_meta("dimension", str(dimension), conn)
+            _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root)
+            kb.store.prune_embeddings(conn)
+        timings["commit"] = time.perf_counter() - t
+        stage("committed")
+
+        # After the commit: the top-level manifest mirrors the current one; old generations go.
+        Manifest.read(folder / "manifest.json").write(kb.index_dir / "manifest.json")
+        collect_garbage(kb.index_dir, keep=[number] + ([current] if current is not None else []))
+        kb.reload_if_changed()
+        written = sum(len(p.chunks) for p in pending)
+        return _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings)
+
+
+def _embed_missing(kb: KnowledgeBase, chunks: list[Chunk], keys: list[str], progress: bool) -> int:
+    cached = set(kb.store.cached_embeddings(keys))
+    todo: dict[str, str] = {}
+    for chunk, key in zip(chunks, keys):
+        if key not in cached and key not in todo:
+            todo[key] = index_text(chunk)
+    if not todo:
+        return 0
+    embedder = kb.embedder()
+    todo_keys = list(todo)
+    texts = [todo[k] for k in todo_keys]
+    batch = embedder.settings.batch_size
+    step = batch * EMBED_CHECKPOINT_BATCHES
+    bar = _bar(progress, total=len(texts), desc="embedding", unit="chunk")
+    # Longest first: equal-length batches pad least (sentence-transformers sorts within a call only).
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for start in range(0, len(order), step):
+        idx = order[start : start + step]
+        vectors = embedder.encode([texts[i] for i in idx], batch_size=batch, on_batch=bar.update)
+        kb.store.put_embeddings((todo_keys[i], v) for i, v in zip(idx, vectors))
+    bar.close()
+    return len(texts)
+
+
+def _vectors_for(kb: KnowledgeBase, keys: list[str], dimension: int) -> np.ndarray:
+    found = kb.store.cached_embeddings(keys)
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise KnowledgeBaseError(
+            f"{len(missing)} chunk vectors are missing from the store; run `slm ingest ROOT --rebuild`"
+        )
+    if not keys:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+def _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root) -> None:
+    kb.store.log(conn, run_id, str(root), "run", None)
+    for rel in unchanged:
+        kb.store.log(conn, run_id, rel, "unchanged")
+    for item in pending:
+        kb.store.log(conn, run_id, item.doc.id, item.status, f"{len(item.chunks)} chunks")
+    for item in failed:
+        kb.store.log(conn, run_id, item.path, "failed", item.reason)
+    for rel in deleted:
+        kb.store.log(conn, run_id, rel, "deleted")
+
+
+def _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, generation, run_id, root, timings):
+    return IngestReport(
+        seen=len(paths),
+        added=sum(1 for p in pending if p.status == "added"),
+        changed=sum(1 for p in pending if p.status == "changed"),
+        unchanged=len(unchanged),
+        deleted=len(deleted),
+        failed=tuple(failed),
+        chunks_written=written,
+        seconds=time.perf_counter() - t0,
+        embedded=embedded,
+        generation=generation,
+        run_id=run_id,
+        root=str(root),
+        timings=timings,
+    )
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(progress: bool, **kwargs):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr)

@@ -1,0 +1,125 @@
+"""Hybrid retrieval: dense (FAISS) and BM25 candidates, fused by reciprocal rank, optionally reranked
+by a cross-encoder; the caller's audiences restrict the search itself, so k visible hits come back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from slm.config import RetrievalSettings
+from slm.errors import ConfigError
+from slm.types import Hit
+
+if TYPE_CHECKING:
+    from slm.kb import KnowledgeBase
+    from slm.rerank import Reranker
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+def rrf(rankings: list[np.ndarray], rrf_k: int) -> dict[int, float]:
+    """Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) to every position it ranks (rank from 1)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, position in enumerate(ranking, start=1):
+            fused[int(position)] = fused.get(int(position), 0.0) + 1.0 / (rrf_k + rank)
+    return fused
+
+
+class HybridRetriever:
+    """`retrieve(query, k)` → hits ordered by `Hit.score`; `Hit.dense` is always the cosine similarity."""
+
+    def __init__(self, kb: "KnowledgeBase", settings: RetrievalSettings, *, reranker: "Reranker | None" = None):
+        self.kb = kb
+        self.settings = settings
+        self._reranker = reranker
+
+    def reranker(self) -> "Reranker":
+        if self._reranker is None:
+            if not self.settings.reranker:
+                raise ConfigError(
+                    "reranking was asked for but no reranker is configured: set retrieval.reranker to a "
+                    "cross-encoder spec (a local folder or hub id)"
+                )
+            from slm.rerank import load_reranker
+
+            self._reranker = load_reranker(self.settings.reranker)
+        return self._reranker
+
+    def retrieve(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        audiences: frozenset[str] | None = None,
+        mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[Hit]:
+        mode = (mode or self.settings.mode).lower()
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode '{mode}'; use one of {', '.join(MODES)}")
+        rerank = self.settings.rerank if rerank is None else rerank
+        index = self.kb.index()
+        if index is None or index.size == 0 or k <= 0 or not query.strip():
+            return []
+        allowed = index.mask_for(audiences)
+        if allowed is not None and not allowed.any():
+            return []
+        depth = max(self.settings.candidates, k)
+        query_vector = self.kb.embedder().encode([query])[0]
+
+        dense_pos = dense_scores = sparse_pos = sparse_scores = None
+        if mode in ("dense", "hybrid"):
+            dense_pos, dense_scores = index.dense.search(query_vector, depth, allowed)
+        if mode in ("bm25", "hybrid"):
+            sparse_pos, sparse_scores = index.sparse.search(query, depth, allowed)
+
+        sparse_of = dict(zip(map(int, sparse_pos), map(float, sparse_scores))) if sparse_pos is not None else {}
+        fused_of: dict[int, float] = {}
+        if mode == "dense":
+            order = [int(p) for p in dense_pos]
+            base = dict(zip(order, map(float, dense_scores)))
+        elif mode == "bm25":
+            order = [int(p) for p in sparse_pos]
+            base = sparse_of
+        else:
+            fused_of = rrf([dense_pos, sparse_pos], self.settings.rrf_k)
+            order = sorted(fused_of, key=lambda p: -fused_of[p])
+            base = fused_of
+
+        rerank_of: dict[int, float] = {}
+        if rerank and order:
+            reranker = self.reranker()
+            depth_r = max(k, min(len(order), self.settings.rerank_candidates))
+            head = order[:depth_r]
+            chunks = self._chunks(index, head)
+            from slm.ingest import index_text
+
+            scores = reranker.score(query, [index_text(chunks[p]) for p in head if p in chunks])
+            rerank_of = dict(zip([p for p in head if p in chunks], map(float, scores)))
+            order = sorted(rerank_of, key=lambda p: -rerank_of[p])
+
+        top = order[: k * 2]  # a little slack for chunks deleted since this generation was loaded
+        chunks = self._chunks(index, top)
+        top = [p for p in top if p in chunks][:k]
+        cosines = index.dense.vectors(np.asarray(top, dtype=np.int64)) @ query_vector if top else []
+        hits = []
+        for position, cosine in zip(top, cosines):
+            score = rerank_of[position] if rerank_of else base[position]
+            hits.append(
+                Hit(
+                    chunk=chunks[position],
+                    score=float(score),
+                    dense=float(cosine),
+                    sparse=sparse_of.get(position),
+                    fused=fused_of.get(position),
+                    rerank=rerank_of.get(position),
+                )
+            )
+        return hits
+
+    def _chunks(self, index, positions: list[int]) -> dict:
+        ids = [index.chunk_ids[p] for p in positions]
+        by_id = {c.id: c for c in self.kb.get_chunks(ids)}
+        return {p: by_id[index.chunk_ids[p]] for p in positions if index.chunk_ids[p] in by_id}

@@ -1,0 +1,278 @@
+"""The knowledge base's SQLite store: documents, chunks, cached embeddings, the ingestion log and
+the pointer to the current index generation (committed in the same transaction as the chunks)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from slm.errors import KnowledgeBaseError
+from slm.types import Chunk
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    source TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    audiences TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    chars INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    section TEXT NOT NULL,
+    anchor TEXT,
+    page INTEGER,
+    title TEXT NOT NULL,
+    source TEXT NOT NULL,
+    audiences TEXT NOT NULL,
+    embed_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ingest_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    path TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as the store knows it (no text): what `slm status` and the UI list."""
+
+    id: str
+    title: str
+    source: str
+    content_hash: str
+    fingerprint: str
+    audiences: tuple[str, ...]
+    metadata: dict[str, str]
+    chunk_count: int
+    chars: int
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of the ingestion log."""
+
+    run_id: str
+    time: float
+    path: str
+    status: str  # added | changed | unchanged | deleted | failed | run
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk with the key of its embedding in the `embeddings` table."""
+
+    chunk: Chunk
+    embed_key: str
+
+
+class Store:
+    """SQLite at `<kb>/store.sqlite` (WAL: readers never block the one writer)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._conn = self.connect()
+        with self.transaction() as conn:
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the same database (other modules keep their own tables here)."""
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise KnowledgeBaseError(f"cannot open {self.path}: {exc}") from exc
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception (a killed process rolls back too)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
+        (conn or self._conn).execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- documents ------------------------------------------------------------------------
+    def documents(self) -> list[DocumentInfo]:
+        rows = self._conn.execute(
+            "SELECT id, title, source, content_hash, fingerprint, audiences, metadata, chunk_count, chars,"
+            " ingested_at FROM documents ORDER BY id"
+        ).fetchall()
+        return [
+            DocumentInfo(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8], r[9])
+            for r in rows
+        ]
+
+    def fingerprints(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT id, fingerprint FROM documents").fetchall())
+
+    def counts(self) -> tuple[int, int]:
+        docs = self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = self._conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return docs, chunks
+
+    # --- chunks ---------------------------------------------------------------------------
+    _CHUNK_COLUMNS = 'id, doc_id, text, start, "end", section, anchor, page, title, source, audiences, embed_key'
+
+    @staticmethod
+    def _row_to_stored(row: Sequence) -> StoredChunk:
+        chunk = Chunk(
+            id=row[0],
+            doc_id=row[1],
+            text=row[2],
+            start=row[3],
+            end=row[4],
+            section=tuple(json.loads(row[5])),
+            anchor=row[6],
+            page=row[7],
+            title=row[8],
+            source=row[9],
+            audiences=tuple(json.loads(row[10])),
+        )
+        return StoredChunk(chunk, row[11])
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks in the order of `ids`; ids the store does not hold are left out."""
+        found: dict[str, Chunk] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._conn.execute(f"SELECT {self._CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", part):
+                found[row[0]] = self._row_to_stored(row).chunk
+        return [found[i] for i in ids if i in found]
+
+    def iter_stored_chunks(self) -> Iterator[StoredChunk]:
+        """Every chunk in a stable order (document id, then position in the document)."""
+        cursor = self._conn.execute(f"SELECT {self._CHUNK_COLUMNS} FROM chunks ORDER BY doc_id, ordinal")
+        for row in cursor:
+            yield self._row_to_stored(row)
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        rows = self._conn.execute(
+            f"SELECT {self._CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+        ).fetchall()
+        return [self._row_to_stored(r).chunk for r in rows]
+
+    # --- embeddings -----------------------------------------------------------------------
+    def cached_embeddings(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, blob in self._conn.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", part):
+                out[key] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_embeddings(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Cache vectors (their own short transaction: a killed ingest keeps what it paid for)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings(key, vector) VALUES (?, ?)",
+                ((k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items),
+            )
+
+    def prune_embeddings(self, conn: sqlite3.Connection) -> int:
+        """Drop cached vectors no chunk uses any more."""
+        cur = conn.execute("DELETE FROM embeddings WHERE key NOT IN (SELECT embed_key FROM chunks)")
+        return cur.rowcount
+
+    # --- ingestion log --------------------------------------------------------------------
+    def log(self, conn: sqlite3.Connection, run_id: str, path: str, status: str, reason: str | None = None) -> None:
+        conn.execute(
+            "INSERT INTO ingest_log(run_id, time, path, status, reason) VALUES (?, ?, ?, ?, ?)",
+            (run_id, time.time(), path, status, reason),
+        )
+
+    def log_entries(self, run_id: str | None = None, limit: int = 1000) -> list[LogEntry]:
+        if run_id is None:
+            rows = self._conn.execute(
+                "SELECT run_id, time, path, status, reason FROM ingest_log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT run_id, time, path, status, reason FROM ingest_log WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [LogEntry(*r) for r in rows]
+
+
+def chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
+    """The `chunks` row for a chunk (used by ingestion inside its transaction)."""
+    return (
+        chunk.id,
+        chunk.doc_id,
+        ordinal,
+        chunk.text,
+        chunk.start,
+        chunk.end,
+        json.dumps(list(chunk.section)),
+        chunk.anchor,
+        chunk.page,
+        chunk.title,
+        chunk.source,
+        json.dumps(list(chunk.audiences)),
+        embed_key,
+    )
+
+
+INSERT_CHUNK = (
+    'INSERT INTO chunks(id, doc_id, ordinal, text, start, "end", section, anchor, page, title, source, audiences,'
+    " embed_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_DOCUMENT = (
+    "INSERT OR REPLACE INTO documents(id, title, source, content_hash, fingerprint, audiences, metadata,"
+    " chunk_count, chars, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
