@@ -59,6 +59,7 @@ class RetrievalSettings:
     rrf_k: int = 60
     rerank: bool = False
     reranker: str | None = None  # a cross-encoder spec; None: no reranker configured
+    rerank_candidates: int = 20  # how many fused candidates the cross-encoder rescores
 
 
 @dataclass
