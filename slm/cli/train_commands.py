@@ -1,0 +1,102 @@
+"""`slm train` and `slm models list|promote|rollback|merge`: thin commands over slm.training and slm.registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from slm.cli.common import ConfigOption, KbOption, parse_audiences, settings_from
+
+models_app = typer.Typer(help="Adapter versions in the knowledge base's registry.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.add_typer(models_app, name="models")
+
+
+def train(
+    base: Optional[str] = typer.Option(None, "--base", help="Base model spec (default: training.base)."),
+    teacher: Optional[str] = typer.Option(
+        None, "--teacher", help="Teacher: a model spec, an OpenAI-compatible URL http(s)://.../v1[#model], or 'none'."
+    ),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data (fractions allowed)."),
+    max_chunks: Optional[int] = typer.Option(None, "--max-chunks", help="Chunks to write questions for."),
+    audience: Optional[str] = typer.Option(
+        None, "--audience", help="Train only on chunks these audiences may see (comma separated)."
+    ),
+    eval_qa: List[Path] = typer.Option([], "--eval-qa", help="Evaluation QA JSONL kept out of training (repeatable)."),
+    exclude_docs: List[str] = typer.Option([], "--exclude-docs", help="Doc-id glob never trained on (repeatable)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your own QA JSONL instead of generated questions."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run from its checkpoint."),
+    promote: bool = typer.Option(False, "--promote", help="Serve the new adapter right away."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    kb: Optional[Path] = KbOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Specialise the model on the knowledge base: synthetic QA, RAFT examples, LoRA; registers a new version."""
+    from slm.training.recipe import TrainOptions, run_training
+
+    settings = settings_from(kb, config)
+    options = TrainOptions(
+        base=base, teacher=teacher, epochs=epochs, max_chunks=max_chunks, audiences=parse_audiences(audience),
+        eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,
+        max_steps=max_steps,
+    )
+    report = run_training(settings, options, log=lambda m: typer.secho(m, dim=True, err=True))
+    typer.secho("\nTraining finished", bold=True)
+    for line in report.lines():
+        typer.echo(line)
+
+
+def _registry(kb: Optional[Path], config: Optional[Path]):
+    from slm.registry import Registry
+
+    settings = settings_from(kb, config)
+    return Registry(Path(settings.kb) / "adapters"), settings
+
+
+@models_app.command("list")
+def list_models(kb: Optional[Path] = KbOption, config: Optional[Path] = ConfigOption) -> None:
+    """Every adapter version, newest last; * marks the one being served."""
+    registry, _ = _registry(kb, config)
+    versions = registry.versions()
+    if not versions:
+        typer.echo("no adapters yet: run `slm train`")
+        return
+    current = registry.current()
+    for v in versions:
+        mark = "*" if current and current.version == v.version else " "
+        metrics = ", ".join(f"{k}={val:.3g}" for k, val in sorted(v.metrics.items()) if isinstance(val, (int, float)))
+        typer.echo(f"{mark} {v.version:<5} {v.status:<9} {v.created}  base={v.base}  "
+                   f"audiences={','.join(v.audiences) or '-'}  data={v.data_hash[:12]}" + (f"  {metrics}" if metrics else ""))
+
+
+@models_app.command("promote")
+def promote_model(version: str, kb: Optional[Path] = KbOption, config: Optional[Path] = ConfigOption) -> None:
+    """Serve VERSION from now on (the previous one stays available for rollback)."""
+    registry, _ = _registry(kb, config)
+    entry = registry.promote(version)
+    typer.echo(f"promoted {entry.version}")
+
+
+@models_app.command("rollback")
+def rollback_model(kb: Optional[Path] = KbOption, config: Optional[Path] = ConfigOption) -> None:
+    """Serve the previously promoted version again (or the base model if there was none)."""
+    registry, _ = _registry(kb, config)
+    entry = registry.rollback()
+    typer.echo(f"now serving {entry.version}" if entry else "now serving the base model (no adapter)")
+
+
+@models_app.command("merge")
+def merge_model(
+    version: str, out: Path, kb: Optional[Path] = KbOption, config: Optional[Path] = ConfigOption
+) -> None:
+    """Write VERSION merged into its base as a plain transformers model folder at OUT."""
+    from slm.training.merge import merge_adapter
+
+    registry, _ = _registry(kb, config)
+    path = merge_adapter(registry.get(version), out)
+    typer.echo(f"merged model written to {path}")

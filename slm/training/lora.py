@@ -1,0 +1,323 @@
+"""The LoRA fine-tuning loop: plain PyTorch (nanoGPT style), with atomic checkpoints and exact resume.
+
+A checkpoint (every `save_every` optimizer steps) holds the adapter, optimizer, scheduler, RNG states,
+the step and the data position; `resume=True` continues from the latest one and ends where an
+uninterrupted run would have ended.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from slm.errors import TrainingError
+from slm.training.data import EncodedExample, collate, epoch_batches
+
+ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TARGETS_BY_ARCH: dict[str, tuple[str, ...]] = {
+    **{arch: ATTENTION_MLP for arch in ("llama", "gemma", "gemma2", "gemma3", "gemma3_text", "mistral",
+                                        "mixtral", "qwen2", "qwen3", "qwen2_moe", "smollm3", "olmo", "olmo2")},
+    "phi": ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+}
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None  # None: per-architecture default
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The handful of values the loop needs; everything else is fixed by the data and model."""
+
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.06
+    schedule: str = "cosine"  # cosine | linear | constant
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 20  # optimizer steps between checkpoints; 0: never
+    gradient_checkpointing: bool = True
+    max_steps: int | None = None  # cap on optimizer steps (smoke runs)
+    stop_after: int | None = None  # stop (as if interrupted) after this many steps; for tests
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    adapter_dir: Path
+    steps: int
+    total_steps: int
+    tokens: int  # tokens processed (prompt + answer, no padding) in this process
+    answer_tokens: int
+    seconds: float
+    losses: tuple[float, ...]  # one per optimizer step, over the whole run (resumed steps included)
+    resumed_from: int = 0
+    finished: bool = True
+    config: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+# ------------------------------------------------------------------ model preparation
+def linear_module_names(model: Any) -> set[str]:
+    import torch
+
+    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def default_target_modules(model: Any) -> list[str]:
+    """Per-architecture LoRA targets (attention + MLP projections); else every Linear except the LM head."""
+    present = linear_module_names(model)
+    arch = getattr(model.config, "model_type", "")
+    wanted = [name for name in TARGETS_BY_ARCH.get(arch, ()) if name in present]
+    if wanted:
+        return wanted
+    return sorted(present - {"lm_head", "embed_out", "output"})
+
+
+def attach_lora(model: Any, spec: LoraSpec, *, gradient_checkpointing: bool = True, seed: int = 0) -> Any:
+    """Wrap a causal LM with fresh LoRA layers (seeded init); only they train."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(spec.target_modules) if spec.target_modules else default_target_modules(model)
+    missing = [t for t in targets if t not in linear_module_names(model)]
+    if missing:
+        raise TrainingError(
+            f"LoRA target module(s) {', '.join(missing)} not in this model; it has: "
+            f"{', '.join(sorted(linear_module_names(model)))}"
+        )
+    if gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        raise TrainingError(f"unknown LR schedule '{schedule}' (cosine, linear or constant)")
+
+    return factor
+
+
+# ------------------------------------------------------------------ checkpoints
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, model: Any, state: dict) -> Path:
+    """Write `checkpoints/step-N` completely, then point `checkpoints/latest` at it (atomic replace)."""
+    import torch
+
+    from slm.registry import atomic_write_text
+
+    root = run_dir / "checkpoints"
+    name = f"step-{state['step']:06d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    torch.save(state, tmp / "trainer_state.pt")
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(root / "latest", name + "\n")
+    for old in root.glob("step-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    folder = run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
+    return folder if (folder / "trainer_state.pt").is_file() else None
+
+
+def load_checkpoint(folder: Path, model: Any) -> dict:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    return torch.load(folder / "trainer_state.pt", weights_only=False)
+
+
+# ------------------------------------------------------------------ the loop
+def train_lora(
+    model: Any,
+    examples: Sequence[EncodedExample],
+    config: LoopConfig,
+    run_dir: Path,
+    *,
+    pad_id: int,
+    resume: bool = False,
+    distiller: Any = None,
+    progress: bool = True,
+) -> LoopResult:
+    """Train the LoRA layers of `model` (already wrapped by attach_lora) on encoded examples."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if not examples:
+        raise TrainingError("no training examples: nothing to train on")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = next(p for p in model.parameters()).device
+    lengths = [len(e.input_ids) for e in examples]
+    per_epoch = len(epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=0))
+    total_micro = max(1, math.ceil(per_epoch * config.epochs))
+    total_steps = math.ceil(total_micro / config.grad_accum)
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+        total_micro = min(total_micro, total_steps * config.grad_accum)
+    warmup = int(config.warmup_ratio * total_steps)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.schedule, warmup, total_steps))
+
+    step, losses, resumed_from = 0, [], 0
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model)
+        if state["total_steps"] != total_steps or state["examples"] != len(examples):
+            raise TrainingError(
+                f"checkpoint {checkpoint} belongs to a different run (steps/data differ); start without --resume"
+            )
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        step, losses, resumed_from = state["step"], list(state["losses"]), state["step"]
+    else:
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+
+    def micro_batches(start: int):
+        """Micro-batches from data position `start` on (epochs concatenated, deterministic)."""
+        cache: dict[int, list[list[int]]] = {}
+        for index in range(start, total_micro):
+            epoch, offset = divmod(index, per_epoch)
+            if epoch not in cache:
+                cache = {epoch: epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)}
+            yield cache[epoch][offset]
+
+    model.train()
+    tokens = answer_tokens = 0
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    stream = micro_batches(step * config.grad_accum)
+    while step < total_steps:
+        optimizer.zero_grad(set_to_none=True)
+        accumulated = 0.0
+        micro_in_step = min(config.grad_accum, total_micro - step * config.grad_accum)
+        for _ in range(micro_in_step):
+            batch = collate([examples[i] for i in next(stream)], pad_id)
+            tokens += int(batch["attention_mask"].sum())
+            answer_tokens += int((batch["labels"] != -100).sum())
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            with _autocast(device):
+                out = model(**inputs)
+                loss = out.loss
+                if distiller is not None:
+                    loss = distiller.loss(loss, out.logits, inputs)
+            (loss / micro_in_step).backward()
+            accumulated += float(loss.detach()) / micro_in_step
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        losses.append(accumulated)
+        bar.set_postfix(loss=f"{accumulated:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.update(1)
+        if config.save_every and step % config.save_every == 0 and step < total_steps:
+            save_checkpoint(run_dir, model, _state(step, total_steps, len(examples), losses, optimizer, scheduler))
+        if config.stop_after and step >= config.stop_after and step < total_steps:
+            bar.close()
+            return LoopResult(run_dir / "adapter", step, total_steps, tokens, answer_tokens,
+                              time.perf_counter() - started, tuple(losses), resumed_from, False, asdict(config))
+    bar.close()
+    seconds = time.perf_counter() - started
+    adapter_dir = run_dir / "adapter"
+    tmp = run_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    os.replace(tmp, adapter_dir)
+    (run_dir / "losses.json").write_text(json.dumps(losses), encoding="utf-8")
+    model.eval()
+    return LoopResult(adapter_dir, step, total_steps, tokens, answer_tokens, seconds, tuple(losses), resumed_from,
+                      True, asdict(config))
+
+
+def _state(step, total_steps, n_examples, losses, optimizer, scheduler) -> dict:
+    return {
+        "step": step,
+        "total_steps": total_steps,
+        "examples": n_examples,
+        "losses": list(losses),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+    }
+
+
+def _autocast(device: Any):
+    import contextlib
+
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
