@@ -166,3 +166,11 @@ def chunk_document(doc: Document, *, chunk_chars: int = 1200, overlap: int = 150
                 )
             )
     return chunks
+
+
+def context_text(chunk: Chunk) -> str:
+    """The chunk as an embedder or a question writer should read it: where it sits (title and
+    heading path) on the first line, then its text. Not a slice: never use it for spans."""
+    where = [chunk.title] if chunk.title else []
+    where += [part for part in chunk.section if part != chunk.title]
+    return (" > ".join(where) + "\n\n" + chunk.text) if where else chunk.text

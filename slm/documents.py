@@ -110,7 +110,10 @@ def load_document(path: Path, root: Path, *, max_bytes: int, access: AccessSetti
     `content_hash` covers the file's bytes and its sidecar's, so a changed audience is a change."""
     path = Path(path)
     root = Path(root)
-    rel = path.relative_to(root).as_posix() if path != root else path.name
+    try:
+        rel = path.relative_to(root).as_posix() if path != root else path.name
+    except ValueError:
+        raise DocumentError(f"{path} is not inside the corpus root {root}") from None
     suffix = path.suffix.lower()
     loader = _loader(suffix)
     try:

@@ -181,6 +181,11 @@ def load_html(raw: bytes) -> Parsed:
         raise DocumentError("no text extracted (no HTML elements)")
     title_el = root.find(".//title")
     page_title = " ".join(("".join(title_el.itertext()) if title_el is not None else "").split())
+    metadata = {"encoding": encoding}
+    for meta in root.iterfind(".//meta"):
+        name, content = (meta.get("name") or "").strip().lower(), (meta.get("content") or "").strip()
+        if name and content and name not in ("viewport", "generator"):
+            metadata[name] = content  # e.g. <meta name="audience" content="hr">
     walker = _Walker()
     walker.walk(_main_element(root), False)
     walker.flush(False)
@@ -188,4 +193,4 @@ def load_html(raw: bytes) -> Parsed:
     title = page_title or walker.first_h1 or (sections[0].path[-1] if sections else None)
     if page_title and walker.first_h1 and page_title.startswith(walker.first_h1):
         title = walker.first_h1  # "Programming FAQ — Python 3.11 documentation" -> "Programming FAQ"
-    return Parsed(text=body, title=title, sections=sections, metadata={"encoding": encoding})
+    return Parsed(text=body, title=title, sections=sections, metadata=metadata)

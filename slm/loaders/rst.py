@@ -28,20 +28,20 @@ def load_rst(raw: bytes) -> Parsed:
     styles: list[tuple[str, bool]] = []
     para: list[str] = []
     metadata: dict[str, str] = {"encoding": encoding}
-    seen_heading = False
+    body_started = False  # docinfo fields (`:audience: hr`) are read until the first paragraph
 
     def flush() -> None:
+        nonlocal body_started
         if para:
+            body_started = True
             out.block("\n".join(para), verbatim=any(p.startswith((" ", "\t")) for p in para))
             para.clear()
 
     def heading(title: str, style: tuple[str, bool]) -> None:
-        nonlocal seen_heading
         if style not in styles:
             styles.append(style)
         flush()
         out.heading(styles.index(style) + 1, title, slugs.unique(docutils_slug(title)))
-        seen_heading = True
 
     i = 0
     while i < len(lines):
@@ -69,7 +69,7 @@ def load_rst(raw: bytes) -> Parsed:
             i += 1
             continue
         field = _FIELD.match(line)
-        if field and not seen_heading and not para:  # docinfo fields before the title, e.g. :audience: hr
+        if field and not body_started and not para:  # docinfo fields around the title, e.g. :audience: hr
             metadata[field.group(1).lower()] = field.group(2).strip()
             i += 1
             continue

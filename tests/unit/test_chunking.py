@@ -175,3 +175,16 @@ def test_deterministic():
     py = ROOT / "corpora" / "python-docs"
     doc = load_document(py / "faq" / "library.html", py, max_bytes=5_000_000)
     assert chunk_document(doc) == chunk_document(doc)
+
+
+def test_context_text_names_title_and_path():
+    from slm.chunking import context_text
+
+    out = TextBuilder()
+    out.heading(1, "Refunds", "refunds")
+    out.heading(2, "Damaged items", "damaged")
+    out.block("Send a photo within seven days of delivery to get a replacement.")
+    doc = _doc_from_builder(out)
+    doc = Document(**{**doc.__dict__, "title": "Refunds"})
+    chunk = chunk_document(doc)[0]
+    assert context_text(chunk) == "Refunds > Damaged items\n\n" + chunk.text

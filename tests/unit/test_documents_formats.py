@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from slm.config import AccessSettings
 from slm.documents import load_document
+from slm.errors import DocumentError
 from tests.fixtures.builders import PDF_PAGES, make_docx, make_pdf
 
 DOCS = Path(__file__).parents[1] / "fixtures" / "docs"
@@ -106,3 +109,26 @@ def test_access_settings_apply(tmp_path):
     (tmp_path / "hr" / "pay.md").write_text("# Pay\n\nPaid monthly.\n")
     access = AccessSettings(rules={"hr/**": ["HR"]}, default_audiences=["everyone"])
     assert _load(tmp_path / "hr" / "pay.md", tmp_path, access=access).audiences == ("hr",)
+
+
+def test_rst_docinfo_after_title(tmp_path):
+    (tmp_path / "a.rst").write_text("Payroll\n=======\n\n:audience: hr, finance\n\nBody text of payroll.\n\n:not-a-field: later\n")
+    doc = _load(tmp_path / "a.rst", tmp_path)
+    assert doc.audiences == ("hr", "finance")
+    assert ":audience:" not in doc.text and ":not-a-field: later" in doc.text
+
+
+def test_html_meta_tags_become_metadata(tmp_path):
+    (tmp_path / "p.html").write_text(
+        '<html><head><title>P</title><meta name="audience" content="hr"><meta name="viewport" content="x">'
+        '</head><body><p>Pay day is the 25th.</p></body></html>'
+    )
+    doc = _load(tmp_path / "p.html", tmp_path)
+    assert doc.audiences == ("hr",) and doc.metadata["audience"] == "hr" and "viewport" not in doc.metadata
+
+
+def test_path_outside_root_is_a_document_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.md").write_text("# B\n\nbody\n")
+    with pytest.raises(DocumentError, match="not inside the corpus root"):
+        load_document(tmp_path / "b.md", tmp_path / "a", max_bytes=1000)
