@@ -14,7 +14,8 @@ from slm.types import Citation, Hit
 MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _SPACED_MARKER_RE = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _OPEN_MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d*)*)?\s*$")  # a marker still being written
-_SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# a sentence ends at . ! ? before white space, or at a blank line / heading break (wrapped lines are not ends)
+_SENTENCE_RE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s)|\n(?!\s*\n))+(?:[.!?]+(?=\s|$)|\n\s*\n|$)")
 _WORD_RE = re.compile(r"[a-z0-9_]+")
 SNIPPET_CHARS = 300
 
@@ -58,8 +59,15 @@ def cited_numbers(text: str, valid: int) -> list[int]:
     return list(seen)
 
 
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+    return {_stem(w) for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
 def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS) -> tuple[int, int]:
@@ -71,7 +79,7 @@ def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS
         words = _words(chunk_text[start:end])
         if not words:
             continue
-        score = len(words & ref) / (len(words) ** 0.5)
+        score = len(words & ref) - len(words) / 1000  # most shared words; the shorter sentence on a tie
         if score > best_score:
             best, best_score = i, score
     if best is None:

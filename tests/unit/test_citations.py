@@ -79,3 +79,11 @@ def test_marker_filter_on_a_stream_matches_the_final_text(passages, size):
     assert "[1]" in streamed and "[1, 2]" in streamed and "[a]" in streamed
     clean, _ = parse_citations(raw, passages)
     assert " ".join(streamed.split()) == clean
+
+
+def test_snippet_ignores_line_wrapping_and_prefers_the_sentence_sharing_most_words():
+    text = ("Eligibility\n\nA customer may return any product within 30 days of delivery for a full refund. The product\n"
+            "must be unused and in its original packaging. Gift cards cannot be\nrefunded.")
+    start, end = best_snippet(text, "How many days do customers have to return a product?")
+    assert text[start:].startswith("A customer may return any product within 30 days")
+    assert "\n\n" not in text[start:end]
