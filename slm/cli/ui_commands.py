@@ -1,0 +1,56 @@
+"""`slm ui` (the employee chat) and `slm feedback export` (ratings from the chat as JSONL)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slm.cli.common import ConfigOption, KbOption, settings_from
+
+feedback_app = typer.Typer(help="Ratings employees gave answers in the chat.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui_command)
+    app.add_typer(feedback_app, name="feedback")
+
+
+def ui_command(
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default ui.host, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default ui.port, 7860)."),
+    kb: Optional[Path] = KbOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Start the chat in the browser: streamed answers with clickable sources, feedback, login."""
+    from slm.webui.auth import check_bind
+
+    settings = settings_from(kb, config)
+    check_bind(settings.ui, host or settings.ui.host)  # fail before loading any model
+    from slm.webui.app import serve
+
+    serve(settings, host=host, port=port)
+
+
+@feedback_app.command("export")
+def feedback_export_command(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file to write (default: stdout)."),
+    kb: Optional[Path] = KbOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Dump every rating (question, answer, citations, model, user, time) as one JSON object a line."""
+    from slm.feedback import FeedbackStore
+
+    settings = settings_from(kb, config)
+    store = FeedbackStore.for_kb(settings.kb)
+    if out is None:
+        count = store.export_jsonl(sys.stdout)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            count = store.export_jsonl(handle)
+        tmp.replace(out)
+    typer.echo(f"exported {count} feedback record(s)" + (f" to {out}" if out else ""), err=True)

@@ -1,0 +1,148 @@
+"""Feedback on answers (thumbs up/down + comment), kept in the KB's SQLite in its own table; JSONL export."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+from slm.errors import KnowledgeBaseError, SlmError
+from slm.types import Answer, Citation
+
+STORE_FILE = "store.sqlite"
+RATINGS = ("up", "down")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    user TEXT,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT NOT NULL DEFAULT '',
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    abstained INTEGER NOT NULL,
+    citations TEXT NOT NULL,
+    model TEXT NOT NULL,
+    adapter TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One rating of one answer, with what was asked, answered and cited, by whom, with which model."""
+
+    id: int
+    created: float  # unix time
+    user: str | None
+    rating: str  # "up" | "down"
+    comment: str
+    question: str
+    answer: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    model: str
+    adapter: str | None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["created_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
+        return data
+
+
+def _citation_from(data: dict) -> Citation:
+    data = dict(data)
+    data["section"] = tuple(data.get("section") or ())
+    return Citation(**data)
+
+
+class FeedbackStore:
+    """The `feedback` table in `<kb>/store.sqlite` (created on first use; other tables are not touched)."""
+
+    def __init__(self, db_path: Path):
+        self.path = Path(db_path)
+        if not self.path.parent.is_dir():
+            raise KnowledgeBaseError(f"knowledge base folder not found: {self.path.parent}; run `slm ingest` first")
+        with self._connect() as conn:
+            conn.execute(_SCHEMA)
+
+    @classmethod
+    def for_kb(cls, kb_path: Path) -> "FeedbackStore":
+        return cls(Path(kb_path) / STORE_FILE)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise KnowledgeBaseError(f"cannot open {self.path}: {exc}") from exc
+        return conn
+
+    def record(self, answer: Answer, rating: str, *, user: str | None = None, comment: str = "") -> int:
+        """Store a rating of `answer`; returns the new row id."""
+        if rating not in RATINGS:
+            raise SlmError(f"rating must be one of {', '.join(RATINGS)}, not {rating!r}")
+        citations = json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False)
+        conn = self._connect()
+        try:
+            with conn:
+                cursor = conn.execute(
+                    "INSERT INTO feedback(created, user, rating, comment, question, answer, abstained, citations,"
+                    " model, adapter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        time.time(),
+                        user,
+                        rating,
+                        (comment or "").strip()[:4000],
+                        answer.question,
+                        answer.text,
+                        int(answer.abstained),
+                        citations,
+                        answer.model,
+                        answer.adapter,
+                    ),
+                )
+            return int(cursor.lastrowid)
+        finally:
+            conn.close()
+
+    def records(self, *, since: float | None = None) -> Iterator[FeedbackRecord]:
+        """Every rating, oldest first (or only those at or after `since`)."""
+        conn = self._connect()
+        try:
+            sql = (
+                "SELECT id, created, user, rating, comment, question, answer, abstained, citations, model, adapter"
+                " FROM feedback"
+            )
+            params: Sequence = ()
+            if since is not None:
+                sql += " WHERE created >= ?"
+                params = (since,)
+            for row in conn.execute(sql + " ORDER BY id", params):
+                yield FeedbackRecord(
+                    id=row[0],
+                    created=row[1],
+                    user=row[2],
+                    rating=row[3],
+                    comment=row[4],
+                    question=row[5],
+                    answer=row[6],
+                    abstained=bool(row[7]),
+                    citations=tuple(_citation_from(c) for c in json.loads(row[8])),
+                    model=row[9],
+                    adapter=row[10],
+                )
+        finally:
+            conn.close()
+
+    def export_jsonl(self, out: IO[str]) -> int:
+        """Write one JSON object a line; returns how many."""
+        n = 0
+        for record in self.records():
+            out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+        return n

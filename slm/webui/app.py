@@ -1,0 +1,322 @@
+"""The employee chat: Gradio Blocks (streamed answers, sources, feedback, settings) mounted in FastAPI
+beside `/source/{chunk_id}`, which shows a KB document as escaped text at the cited span.
+Imports gradio at load: only `slm ui` and tests import this module."""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from slm.config import Settings
+from slm.errors import AccessDenied, ConfigError
+from slm.feedback import FeedbackStore
+from slm.sources import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibrary, SourceNotFound, load_source, render_source_page
+from slm.webui import render
+from slm.webui.auth import check_bind, header_user, is_loopback, login_mode, viewer_for
+from slm.webui.chat import ChatController, Entry, FeedbackSink, StreamingAnswerer
+
+log = logging.getLogger(__name__)
+
+CSS = """
+.slm-sources h3{margin:.2rem 0 .6rem}
+.slm-source{border:1px solid var(--border-color-primary);border-radius:8px;padding:.6rem .8rem;margin-bottom:.6rem}
+.slm-source-title{font-weight:600}
+.slm-source-section{font-size:.85em;opacity:.8}
+.slm-snippet{margin:.4rem 0;padding-left:.6rem;border-left:3px solid #f08c00;white-space:pre-wrap;font-size:.9em}
+.slm-snippet mark{background:#ffd43b;color:#000}
+.slm-muted{opacity:.7}
+"""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": SOURCE_PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class Parts:
+    """What the chat runs on; built from settings unless a test injects fakes."""
+
+    answerer: StreamingAnswerer
+    feedback: FeedbackSink
+    library: ChunkLibrary | None
+    kb: Any | None = None
+
+
+def build_parts(
+    settings: Settings,
+    *,
+    answerer: StreamingAnswerer | None = None,
+    feedback: FeedbackSink | None = None,
+    library: ChunkLibrary | None = None,
+    kb: Any | None = None,
+    need_library: bool = True,
+) -> Parts:
+    """Open the KB (once) only for what was not injected: the answerer, the source library, feedback."""
+    if kb is None and (answerer is None or (need_library and library is None)):
+        from slm.kb import KnowledgeBase
+
+        kb = KnowledgeBase.open(Path(settings.kb), settings)
+    if answerer is None:
+        from slm.service import build_answerer
+
+        answerer = build_answerer(settings, kb=kb)
+    if library is None and kb is not None:
+        library = KBChunkLibrary(kb)
+    if feedback is None:
+        feedback = FeedbackStore.for_kb(Path(kb.path) if kb is not None else Path(settings.kb))
+    return Parts(answerer=answerer, feedback=feedback, library=library, kb=kb)
+
+
+def _request_user(request: Any) -> str | None:
+    """The user Gradio authenticated for this request (password login or the trusted-header dependency)."""
+    return getattr(request, "username", None) if request is not None else None
+
+
+def build_app(
+    settings: Settings,
+    *,
+    answerer: StreamingAnswerer | None = None,
+    feedback: FeedbackSink | None = None,
+    parts: Parts | None = None,
+):
+    """The Gradio Blocks of the chat (mount it with `create_server` to get the source viewer too)."""
+
+    if parts is None:
+        parts = build_parts(settings, answerer=answerer, feedback=feedback, need_library=False)
+    controller = ChatController(parts.answerer, parts.feedback)
+    ui, access = settings.ui, settings.access
+    default_k = max(1, settings.answering.passages)
+    can_rerank = bool(settings.retrieval.reranker)
+
+    def viewer_or_none(request: Any):
+        try:
+            return viewer_for(_request_user(request), ui, access)
+        except AccessDenied:
+            return None
+
+    def ask(question: str, entries: list[Entry], k: float, rerank: bool, request: gr.Request):
+        viewer = viewer_or_none(request)
+        if viewer is None:
+            yield gr.skip(), gr.skip(), entries, gr.skip(), "Log in first."
+            return
+        first = True
+        for view in controller.ask(
+            question, entries or [], audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
+        ):
+            # The question box empties as soon as the question is taken.
+            yield view.messages, view.sources, view.entries, ("" if first else gr.skip()), view.status
+            first = False
+
+    def rate(rating: str):
+        def handler(entries: list[Entry], comment: str, request: gr.Request):
+            viewer = viewer_or_none(request)
+            if viewer is None:
+                return "Log in first.", comment
+            status = controller.rate(entries or [], None, rating, user=viewer.user, comment=comment or "")
+            return status, ""
+
+        return handler
+
+    def on_like(entries: list[Entry], data: gr.LikeData, request: gr.Request):
+        viewer = viewer_or_none(request)
+        if viewer is None:
+            return "Log in first."
+        if data.liked not in (True, False):
+            return gr.skip()
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        return controller.rate(entries or [], int(index) // 2, "up" if data.liked else "down", user=viewer.user)
+
+    def new_conversation():
+        return [], render.sources_html(None), [], ""
+
+    def who(request: gr.Request) -> str:
+        viewer = viewer_or_none(request)
+        if viewer is None:
+            return ""
+        seen = "all documents" if viewer.audiences is None else "audiences: " + (", ".join(sorted(viewer.audiences)) or "none")
+        return f"Signed in as **{render.escape_markdown(viewer.user)}** ({render.escape_markdown(seen)})"
+
+    with gr.Blocks(title="Ask the documents") as blocks:
+        entries_state = gr.State([])
+        with gr.Row():
+            gr.Markdown("## Ask the documents")
+            gr.Markdown(
+                f"Answered by: `{html.escape(controller.model_label)}`", elem_id="model-version"
+            )
+        signed_in = gr.Markdown("", elem_id="signed-in")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Conversation",
+                    elem_id="chat",
+                    height=460,
+                    sanitize_html=True,
+                    feedback_options=("Like", "Dislike"),
+                    placeholder="Ask a question about the company's documents. Answers cite their sources.",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        placeholder="e.g. How many days of annual leave do I get?",
+                        show_label=False,
+                        elem_id="question",
+                        scale=5,
+                        max_length=2000,
+                        submit_btn=False,
+                    )
+                    ask_button = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                with gr.Row():
+                    up = gr.Button("👍 Helpful", elem_id="thumbs-up", size="sm")
+                    down = gr.Button("👎 Not helpful", elem_id="thumbs-down", size="sm")
+                    comment = gr.Textbox(
+                        placeholder="Optional comment on the latest answer", show_label=False, elem_id="feedback-comment", scale=3
+                    )
+                status = gr.Markdown("", elem_id="status")
+                clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+            with gr.Column(scale=2):
+                sources = gr.HTML(render.sources_html(None), elem_id="sources")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    k = gr.Slider(1, 10, value=min(default_k, 10), step=1, label="Passages to retrieve (k)", elem_id="k")
+                    rerank = gr.Checkbox(
+                        value=settings.retrieval.rerank and can_rerank,
+                        label="Rerank passages" + ("" if can_rerank else " (no reranker configured)"),
+                        interactive=can_rerank,
+                        elem_id="rerank",
+                    )
+
+        ask_inputs = [question, entries_state, k, rerank]
+        ask_outputs = [chatbot, sources, entries_state, question, status]
+        ask_button.click(ask, ask_inputs, ask_outputs, concurrency_id="answer")
+        question.submit(ask, ask_inputs, ask_outputs, concurrency_id="answer")
+        up.click(rate("up"), [entries_state, comment], [status, comment])
+        down.click(rate("down"), [entries_state, comment], [status, comment])
+        chatbot.like(on_like, [entries_state], [status])
+        clear.click(new_conversation, None, [chatbot, sources, entries_state, status])
+        blocks.load(who, None, signed_in)
+    return blocks
+
+
+def _gradio_sub_app(app: Any) -> Any:
+    from starlette.routing import Mount
+
+    for route in app.routes:
+        if isinstance(route, Mount) and hasattr(route.app, "tokens"):
+            return route.app
+    raise RuntimeError("the Gradio app is not mounted")
+
+
+def _cookie_user(request: Any, gradio_app: Any) -> str | None:
+    """The user of Gradio's login cookie (Gradio keeps token → user in memory)."""
+    cookie_id = getattr(gradio_app, "cookie_id", None)
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        token = request.cookies.get(name)
+        if token and token in gradio_app.tokens:
+            return gradio_app.tokens[token]
+    return None
+
+
+class LoopbackOnly:
+    """ASGI guard for the no-login mode: requests from other machines are refused outright."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            if not client or not is_loopback(client[0]):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = b"this chat has no login configured and only answers on this machine"
+                await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def create_server(
+    settings: Settings,
+    *,
+    answerer: StreamingAnswerer | None = None,
+    feedback: FeedbackSink | None = None,
+    library: ChunkLibrary | None = None,
+    kb: Any | None = None,
+):
+    """FastAPI app: `/source/{chunk_id}` (KB documents by chunk id, audience-checked) + the chat at `/`."""
+
+    ui, access = settings.ui, settings.access
+    mode = login_mode(ui)
+    parts = build_parts(settings, answerer=answerer, feedback=feedback, library=library, kb=kb)
+    if parts.library is None:
+        raise ConfigError("the chat needs a knowledge base to show sources: give it a KB or a chunk library")
+    blocks = build_app(settings, parts=parts)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    mounted: dict[str, Any] = {}
+
+    def request_user(request: Request) -> str | None:
+        if mode == "header":
+            return header_user(request.headers, ui.trusted_header)
+        if mode == "password":
+            return _cookie_user(request, mounted["gradio"])
+        return None
+
+    def page(status: int, title: str, message: str) -> HTMLResponse:
+        body = (
+            f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p><p><a href=\"/\">Back to the chat</a></p>"
+            "</body></html>"
+        )
+        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+    @app.get("/source/{chunk_id:path}")
+    def source(chunk_id: str, request: Request, start: int | None = None, end: int | None = None) -> HTMLResponse:
+        try:
+            viewer = viewer_for(request_user(request), ui, access)
+        except AccessDenied:
+            return page(401, "Log in first", "Open the chat and log in, then follow the source link again.")
+        try:
+            view = load_source(parts.library, chunk_id, viewer.audiences)
+        except (SourceNotFound, AccessDenied):
+            # The same answer for "missing" and "not yours": ids of hidden documents are not confirmed.
+            return page(404, "No such source", "This source does not exist or you may not open it.")
+        span = (start, end) if start is not None and end is not None else None
+        return HTMLResponse(render_source_page(view, span), headers=SECURITY_HEADERS)
+
+    auth_kwargs: dict[str, Any] = {}
+    if mode == "password":
+        auth_kwargs["auth"] = list(ui.auth.items())
+        auth_kwargs["auth_message"] = "Log in to ask the company documents."
+    elif mode == "header":
+        header = ui.trusted_header
+        auth_kwargs["auth_dependency"] = lambda request: header_user(request.headers, header)
+    blocks.queue(default_concurrency_limit=1)
+    gr.mount_gradio_app(app, blocks, path="/", css=CSS, footer_links=[], ssr_mode=False, **auth_kwargs)
+    mounted["gradio"] = _gradio_sub_app(app)
+    if mode == "local":
+        app.add_middleware(LoopbackOnly)
+    app.state.parts = parts
+    return app
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
+    """Run the chat with uvicorn (refuses a non-loopback address when no login is configured)."""
+    import uvicorn
+
+    host = host or settings.ui.host
+    port = port or settings.ui.port
+    check_bind(settings.ui, host)
+    app = create_server(settings)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"slm chat on http://{shown}:{port}/  (login: {login_mode(settings.ui)})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,155 @@
+"""The chat's behaviour without any Gradio: a conversation of entries, streamed answers, ratings.
+The Gradio layer (slm.webui.app) only wires these to components, so the logic is tested directly."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+from slm.errors import SlmError
+from slm.prompting import Turn
+from slm.types import Answer
+from slm.webui import render
+
+log = logging.getLogger(__name__)
+
+
+class StreamingAnswerer(Protocol):
+    model_name: str
+    adapter: str | None
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        audiences: frozenset[str] | None = None,
+        k: int | None = None,
+        rerank: bool | None = None,
+    ) -> Iterator[str | Answer]: ...
+
+
+class FeedbackSink(Protocol):
+    def record(self, answer: Answer, rating: str, *, user: str | None = None, comment: str = "") -> int: ...
+
+
+@dataclass
+class Entry:
+    """One question of the conversation and what came back (an Answer, or an error to show)."""
+
+    question: str
+    answer: Answer | None = None
+    error: str | None = None
+    feedback: list[int] = field(default_factory=list)  # ids of feedback rows about this answer
+
+
+@dataclass(frozen=True)
+class ChatView:
+    """Everything one step of the chat shows: the messages, the sources panel, and a status line."""
+
+    messages: list[dict[str, Any]]
+    sources: str
+    entries: list[Entry]
+    status: str = ""
+
+
+def history_of(entries: Sequence[Entry]) -> list[Turn]:
+    """Earlier answered questions as conversation turns for the answerer (errors left out)."""
+    turns: list[Turn] = []
+    for entry in entries:
+        if entry.answer is not None:
+            turns += [Turn("user", entry.question), Turn("assistant", entry.answer.text)]
+    return turns
+
+
+def messages_of(entries: Sequence[Entry], pending: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Chatbot messages: two per entry (user, assistant), so message 2i+1 is entry i's answer."""
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        out.append({"role": "user", "content": render.question_markdown(entry.question)})
+        if entry.answer is not None:
+            content = render.answer_markdown(entry.answer)
+        else:
+            content = "⚠ " + render.escape_markdown(entry.error or "no answer")
+        out.append({"role": "assistant", "content": content})
+    if pending is not None:
+        question, partial = pending
+        out.append({"role": "user", "content": render.question_markdown(question)})
+        out.append({"role": "assistant", "content": render.escape_markdown(partial) + " ▌"})
+    return out
+
+
+class ChatController:
+    """Runs questions through the answerer for one viewer at a time and records ratings."""
+
+    def __init__(self, answerer: StreamingAnswerer, feedback: FeedbackSink):
+        self.answerer = answerer
+        self.feedback = feedback
+
+    @property
+    def model_label(self) -> str:
+        return render.model_label(getattr(self.answerer, "model_name", ""), getattr(self.answerer, "adapter", None))
+
+    def ask(
+        self,
+        question: str,
+        entries: Sequence[Entry],
+        *,
+        audiences: frozenset[str] | None,
+        k: int | None = None,
+        rerank: bool | None = None,
+    ) -> Iterator[ChatView]:
+        """Stream one answer: a view after every text delta, then the final view with sources."""
+        entries = list(entries)
+        question = (question or "").strip()
+        if not question:
+            yield ChatView(messages_of(entries), self.sources_for(entries), entries, "Type a question first.")
+            return
+        partial = ""
+        yield ChatView(messages_of(entries, (question, partial)), render.sources_html(None), entries, "Searching…")
+        final: Answer | None = None
+        entry = Entry(question=question)
+        try:
+            for item in self.answerer.stream(
+                question, history=history_of(entries), audiences=audiences, k=k, rerank=rerank
+            ):
+                if isinstance(item, Answer):
+                    final = item
+                    continue
+                partial += item
+                yield ChatView(messages_of(entries, (question, partial)), render.sources_html(None), entries, "Answering…")
+        except SlmError as exc:
+            entry.error = str(exc)
+        except Exception:  # a bug must not kill the session; the log keeps the trace
+            log.exception("answering failed")
+            entry.error = "something went wrong while answering; the server log has the details"
+        if entry.error is None:
+            if final is None:
+                entry.error = "the answerer ended without an answer"
+            else:
+                entry.answer = final
+        entries.append(entry)
+        yield ChatView(messages_of(entries), self.sources_for(entries), entries, "")
+
+    @staticmethod
+    def sources_for(entries: Sequence[Entry]) -> str:
+        latest = next((e.answer for e in reversed(entries) if e.answer is not None), None)
+        return render.sources_html(latest)
+
+    def rate(
+        self, entries: Sequence[Entry], index: int | None, rating: str, *, user: str | None, comment: str = ""
+    ) -> str:
+        """Store a rating of entry `index` (None: the latest answer); returns the status line to show."""
+        answered = [i for i, e in enumerate(entries) if e.answer is not None]
+        if not answered:
+            return "Ask a question first, then rate its answer."
+        if index is None:
+            index = answered[-1]
+        if not 0 <= index < len(entries) or entries[index].answer is None:
+            return "That message has no answer to rate."
+        entry = entries[index]
+        row = self.feedback.record(entry.answer, rating, user=user, comment=comment)
+        entry.feedback.append(row)
+        word = "helpful" if rating == "up" else "not helpful"
+        return f"Thanks: feedback #{row} saved (marked {word})."

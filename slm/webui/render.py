@@ -1,0 +1,112 @@
+"""Answers and sources as Markdown/HTML for the chat: everything from documents or the model is escaped;
+only links we build ourselves (to the app's own /source route) are markup."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Sequence
+from urllib.parse import quote, urlencode
+
+from slm.citations import MARKER_RE
+from slm.prompting import ABSTAIN_TEXT
+from slm.types import Answer, Chunk, Citation
+
+SOURCE_ROUTE = "source"  # relative, so the app also works behind a proxy under a sub-path
+SNIPPET_CONTEXT = 160
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def source_link(chunk_id: str, start: int | None = None, end: int | None = None) -> str:
+    """The app's own link to a chunk (by id, never by path), opening at the cited span."""
+    url = f"{SOURCE_ROUTE}/{quote(chunk_id, safe='')}"
+    if start is not None and end is not None:
+        url += "?" + urlencode({"start": start, "end": end})
+    return url + "#cited"
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Markdown shows literally: HTML escaped and Markdown syntax backslashed."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer text with each [n] turned into a link to its cited source, plus who answered."""
+    by_marker = {c.marker: c for c in answer.citations}
+    parts: list[str] = []
+    pos = 0
+    text = answer.text if not answer.abstained else (answer.text or ABSTAIN_TEXT)
+    for match in MARKER_RE.finditer(text):
+        parts.append(escape_markdown(text[pos : match.start()]))
+        links = []
+        for number in re.split(r"\s*[,;]\s*", match.group(1).strip()):
+            citation = by_marker.get(int(number)) if number.isdigit() else None
+            if citation is None:
+                continue
+            links.append(f"[\\[{citation.marker}\\]]({source_link(citation.chunk_id, citation.start, citation.end)})")
+        parts.append("".join(links))
+        pos = match.end()
+    parts.append(escape_markdown(text[pos:]))
+    body = "".join(parts).strip()
+    if answer.abstained:
+        body = f"**{escape_markdown(ABSTAIN_TEXT)}**"
+        if answer.citations:
+            body += "\n\nThe nearest sources are listed beside the chat; they may not answer the question."
+    elif answer.uncited:
+        body += "\n\n*This answer cites no source: check it before relying on it.*"
+    return body + "\n\n" + model_footer(answer)
+
+
+def model_label(model: str, adapter: str | None) -> str:
+    return f"{model or 'unknown model'} · " + (f"adapter {adapter}" if adapter else "base model (no adapter)")
+
+
+def model_footer(answer: Answer) -> str:
+    seconds = f" · {answer.timings.total_s:.1f} s" if answer.timings.total_s else ""
+    return f"<sub>{html.escape(model_label(answer.model, answer.adapter))}{seconds}</sub>"
+
+
+def _snippet_html(citation: Citation, chunk: Chunk | None) -> str:
+    """The cited span in its chunk with some context around it; the span itself is <mark>ed."""
+    if chunk is None or not (chunk.start <= citation.start <= citation.end <= chunk.end):
+        return f"<mark>{html.escape(citation.snippet)}</mark>"
+    a, b = citation.start - chunk.start, citation.end - chunk.start
+    lo, hi = max(0, a - SNIPPET_CONTEXT), min(len(chunk.text), b + SNIPPET_CONTEXT)
+    before = ("… " if lo > 0 else "") + chunk.text[lo:a]
+    after = chunk.text[b:hi] + (" …" if hi < len(chunk.text) else "")
+    return f"{html.escape(before)}<mark>{html.escape(chunk.text[a:b])}</mark>{html.escape(after)}"
+
+
+def sources_html(answer: Answer | None, chunks: Sequence[Chunk] = ()) -> str:
+    """The source cards for one answer: title, section, the quoted snippet, a link opening the document there."""
+    if answer is None:
+        return '<div class="slm-sources"><p class="slm-muted">Sources of the latest answer appear here.</p></div>'
+    by_id = {c.id: c for c in chunks}
+    by_id.update({h.chunk.id: h.chunk for h in answer.passages})
+    if not answer.citations:
+        note = "No sources were found for this question." if answer.abstained else "This answer cites no source."
+        return f'<div class="slm-sources"><p class="slm-muted">{html.escape(note)}</p></div>'
+    heading = "Nearest sources (not an answer)" if answer.abstained else "Sources"
+    cards = []
+    for citation in answer.citations:
+        title = html.escape(citation.title or citation.doc_id)
+        section = html.escape(" › ".join(citation.section)) if citation.section else ""
+        location = html.escape(citation.source or citation.doc_id)
+        if citation.page is not None:
+            location += f" (page {int(citation.page)})"
+        href = html.escape(source_link(citation.chunk_id, citation.start, citation.end), quote=True)
+        cards.append(
+            f'<div class="slm-source" data-chunk-id="{html.escape(citation.chunk_id, quote=True)}">'
+            f'<div class="slm-source-title">[{int(citation.marker)}] {title}</div>'
+            + (f'<div class="slm-source-section">{section}</div>' if section else "")
+            + f'<blockquote class="slm-snippet">{_snippet_html(citation, by_id.get(citation.chunk_id))}</blockquote>'
+            f'<a class="slm-open" href="{href}" target="_blank" rel="noopener noreferrer">Open {location}</a>'
+            "</div>"
+        )
+    return f'<div class="slm-sources"><h3>{heading}</h3>{"".join(cards)}</div>'
+
+
+def question_markdown(question: str) -> str:
+    return escape_markdown(question)
+
