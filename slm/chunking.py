@@ -43,21 +43,33 @@ def _is_child(parent: Section | None, child: Section | None) -> bool:
     return len(child.path) > len(parent.path) and child.path[: len(parent.path)] == parent.path
 
 
+def _body(unit: _Unit, text: str) -> str:
+    """The unit's text without its heading line."""
+    own = text[unit.start : unit.end].strip()
+    if unit.section is not None and own.startswith(unit.section.path[-1]):
+        own = own[len(unit.section.path[-1]) :].strip()
+    return own
+
+
 def _merge_short(units: list[_Unit], text: str, min_chars: int) -> list[_Unit]:
     """A unit with too little text of its own (a heading straight followed by its first
-    subsection, a one-line preamble) joins the next unit when that one is its child.
-    Siblings are never merged, so each chunk's anchor is the right one."""
+    subsection, a one-line preamble) joins the next unit when that one is its child; a bare
+    heading (no text at all under it) joins whatever follows. Siblings with text of their own
+    are never merged, so each chunk's anchor is the right one."""
     merged: list[_Unit] = []
     pending: _Unit | None = None
+    pending_bare = False
     for unit in units:
+        bare = unit.section is not None and not _body(unit, text)
         if pending is not None:
-            if _is_child(pending.section, unit.section):
+            if pending_bare or _is_child(pending.section, unit.section):
                 unit = _Unit(pending.start, unit.end, unit.section)
+                bare = bare and pending_bare  # headings only, still
             else:
                 merged.append(pending)
             pending = None
-        if len(text[unit.start : unit.end].strip()) < min_chars:
-            pending = unit
+        if bare or len(text[unit.start : unit.end].strip()) < min_chars:
+            pending, pending_bare = unit, bare
         else:
             merged.append(unit)
     if pending is not None:

@@ -188,3 +188,20 @@ def test_context_text_names_title_and_path():
     doc = Document(**{**doc.__dict__, "title": "Refunds"})
     chunk = chunk_document(doc)[0]
     assert context_text(chunk) == "Refunds > Damaged items\n\n" + chunk.text
+
+
+def test_bare_headings_join_what_follows_even_a_sibling():
+    out = TextBuilder()
+    out.heading(1, "A rather long page title that has no text of its own under it", "page")
+    out.heading(2, "General questions", "general")  # a grouping heading, sibling of the questions
+    out.heading(2, "What is it?", "what")
+    out.block("It is a small tool for counting things in large collections of files.")
+    out.heading(2, "Short", "short")
+    out.block("Tiny.")
+    out.heading(2, "Next", "next")
+    out.block("A following section with enough text of its own to stand alone.")
+    doc = _doc_from_builder(out)
+    chunks = chunk_document(doc, chunk_chars=1200, overlap=100, min_chars=40)
+    assert [c.anchor for c in chunks] == ["what", "short", "next"]
+    assert chunks[0].text.startswith("A rather long page title") and "General questions" in chunks[0].text
+    assert chunks[1].text == "Short\n\nTiny."  # short but with text: never merged into a sibling
