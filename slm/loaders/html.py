@@ -24,7 +24,7 @@ _CELL_TAGS = frozenset({"td", "th"})
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SECTION_TAGS = frozenset({"section", "div"})
 _BR = "\x00"
-_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_SPACES = re.compile(r"[ \t\r\n\f\v\xa0]+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 
@@ -34,9 +34,9 @@ def _classes(el: etree._Element) -> set[str]:
     return set(value.split()) if value else set()
 
 
-def _dropped(el: etree._Element, tag: str) -> bool:
+def _dropped(el: etree._Element, tag: str, keep_header: bool = False) -> bool:
     if tag in _DROP_TAGS:
-        return True
+        return not (keep_header and tag == "header")
     if el.get("role") in _DROP_ROLES:
         return True
     value = el.get("class")
@@ -96,7 +96,9 @@ def _inline_text(el: etree._Element) -> str:
 
 
 class _Walker:
-    def __init__(self) -> None:
+    def __init__(self, keep_header: bool) -> None:
+        # Inside <main>/<article> a <header> holds the article's own title, not the site's banner.
+        self.keep_header = keep_header
         self.out = TextBuilder()
         self.buf: list[str] = []
         self.first_h1: str | None = None
@@ -116,7 +118,7 @@ class _Walker:
         if not isinstance(tag, str):  # comments, processing instructions
             return
         tag = tag.lower()
-        if _dropped(el, tag):
+        if _dropped(el, tag, self.keep_header):
             return
         level = _HEADINGS.get(tag)
         if level is not None:
@@ -186,8 +188,9 @@ def load_html(raw: bytes) -> Parsed:
         name, content = (meta.get("name") or "").strip().lower(), (meta.get("content") or "").strip()
         if name and content and name not in ("viewport", "generator"):
             metadata[name] = content  # e.g. <meta name="audience" content="hr">
-    walker = _Walker()
-    walker.walk(_main_element(root), False)
+    main = _main_element(root)
+    walker = _Walker(keep_header=main.tag not in ("body", "html"))
+    walker.walk(main, False)
     walker.flush(False)
     body, sections = walker.out.build()
     title = page_title or walker.first_h1 or (sections[0].path[-1] if sections else None)

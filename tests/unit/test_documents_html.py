@@ -85,3 +85,24 @@ def test_every_section_span_starts_with_its_heading(name):
     for section in doc.sections:
         assert doc.text[section.start :].startswith(section.path[-1])
         assert section.start < section.end <= len(doc.text)
+
+
+def test_article_header_is_kept_but_site_header_is_not(tmp_path):
+    (tmp_path / "a.html").write_text(
+        "<html><body><header><h1>Site banner</h1></header><main><article>"
+        "<header><h1 id='t'>Article title</h1><p>By A. Writer</p></header>"
+        "<p>Body&nbsp;text  here.</p></article></main><footer>Site footer</footer></body></html>"
+    )
+    doc = load_document(tmp_path / "a.html", tmp_path, max_bytes=10_000)
+    assert doc.text == "Article title\n\nBy A. Writer\n\nBody text here."
+    assert [(s.path, s.anchor) for s in doc.sections] == [(("Article title",), "t")]
+    assert doc.title == "Article title"
+
+
+def test_body_fallback_drops_site_header(tmp_path):
+    (tmp_path / "b.html").write_text(
+        "<html><body><header><p>Logo and menu</p></header><h2>Only section</h2><p>Text.</p></body></html>"
+    )
+    doc = load_document(tmp_path / "b.html", tmp_path, max_bytes=10_000)
+    assert doc.text == "Only section\n\nText."
+    assert doc.title == "Only section"
