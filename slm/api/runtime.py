@@ -9,7 +9,6 @@ A key may use an adapter when the adapter's training audiences are all among the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -48,7 +47,8 @@ def may_use(model: ServedModel, caller: frozenset[str] | None) -> bool:
     """caller None is a trusted key; an adapter's training audiences must all be the caller's."""
     if caller is None or model.audiences is None:
         return True
-    return bool(model.audiences) and set(model.audiences) <= caller
+    held = {label.strip().lower() for label in caller}
+    return bool(model.audiences) and {label.strip().lower() for label in model.audiences} <= held
 
 
 def _open_registry(settings: Settings):
@@ -70,21 +70,16 @@ class KbLoader:
         from slm.kb import KnowledgeBase
 
         self.kb = KnowledgeBase.open(self.settings.kb, self.settings)
+        self.kb.index()  # load the index and the embedder now, not on the first request
+        self.kb.embedder()
 
-    def build(self, adapter: str | None, reuse: Any = None) -> Any:
+    def build(self, adapter: str | None) -> Any:
         from slm.service import build_answerer
 
-        generator = getattr(reuse, "generator", None)
-        if generator is not None:  # same weights, fresh retriever (after an index reload)
-            return build_answerer(self.settings, kb=self.kb, generator=generator)
-        if adapter is None:
-            from slm.generation import load_generator
-
-            base = dataclasses.replace(self.settings.generation, adapter=None)
-            return build_answerer(self.settings, kb=self.kb, generator=load_generator(base, adapter=None))
-        return build_answerer(self.settings, kb=self.kb, adapter=adapter)
+        return build_answerer(self.settings, kb=self.kb, adapter=adapter if adapter is not None else "base")
 
     def reload_if_changed(self) -> bool:
+        """The retrievers read the KB's current index, so switching the KB to it is enough."""
         return bool(self.kb is not None and self.kb.reload_if_changed())
 
 
@@ -97,8 +92,8 @@ class FactoryLoader:
     def open(self) -> None:
         pass
 
-    def build(self, adapter: str | None, reuse: Any = None) -> Any:
-        return reuse if reuse is not None else self.factory(adapter)
+    def build(self, adapter: str | None) -> Any:
+        return self.factory(adapter)
 
     def reload_if_changed(self) -> bool:
         return False
@@ -257,12 +252,7 @@ class ModelHost:
             self._last_check = now
         try:
             if self.loader.reload_if_changed():
-                with self._lock:
-                    current = dict(self._answerers)
-                rebuilt = {mid: (m, self.loader.build(m.adapter, reuse=a)) for mid, (m, a) in current.items()}
-                with self._lock:
-                    self._answerers.update(rebuilt)
-                log.info("index reloaded")
+                log.info("switched to a new index generation")
             wanted = self._current_default()
         except Exception:
             log.exception("checking for a new index or adapter failed; serving the current one")

@@ -63,10 +63,7 @@ def register(app: typer.Typer) -> None:
         kb: Optional[Path] = KbOption,
         config: Optional[Path] = ConfigOption,
     ) -> None:
-        """List keys (never the secrets)."""
-        from rich.console import Console
-        from rich.table import Table
-
+        """List keys (never the secrets), one a line, tab-separated."""
         from slm.keys import KeyStore
 
         settings = settings_from(kb, config)
@@ -74,10 +71,9 @@ def register(app: typer.Typer) -> None:
         if not keys:
             typer.echo("no API keys" + ("" if all_keys else " (active)"))
             return
-        table = Table("id", "name", "starts with", "audiences", "created", "revoked")
+        typer.echo("\t".join(("id", "name", "starts with", "audiences", "created", "revoked")))
         for k in keys:
-            table.add_row(k.id, k.name, k.prefix + "…", ",".join(k.audiences), k.created, k.revoked or "")
-        Console().print(table)
+            typer.echo("\t".join((k.id, k.name, k.prefix + "…", ",".join(k.audiences), k.created, k.revoked or "-")))
 
     @keys_app.command("revoke")
     def keys_revoke(

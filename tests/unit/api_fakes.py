@@ -61,6 +61,17 @@ class FakeAnswerer:
         yield self._final(question, " ".join(words), len(words))
 
 
+class NoCancelAnswerer(FakeAnswerer):
+    """Like the real Answerer: `stream` takes no cancel event; stopping means closing the iterator."""
+
+    def stream(self, question, *, history=(), audiences=None, k=None, rerank=None):
+        try:
+            yield from FakeAnswerer.stream(self, question, history=history, audiences=audiences)
+        except GeneratorExit:
+            self.cancelled.set()
+            raise
+
+
 @dataclass(frozen=True)
 class FakeVersion:
     version: str
@@ -87,7 +98,8 @@ class FakeRegistry:
 class Factory:
     """answerer_factory for create_app: one FakeAnswerer per adapter, kept for assertions."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, answerer_class=FakeAnswerer, **kwargs):
+        self.answerer_class = answerer_class
         self.kwargs = kwargs
         self.built: dict[str | None, FakeAnswerer] = {}
         self.release = threading.Event()  # for tests that hold start-up
@@ -96,7 +108,7 @@ class Factory:
     def __call__(self, adapter: str | None) -> FakeAnswerer:
         if self.hold_start:
             self.release.wait(10)
-        answerer = FakeAnswerer(adapter, **self.kwargs)
+        answerer = self.answerer_class(adapter, **self.kwargs)
         self.built[adapter] = answerer
         return answerer
 
