@@ -22,7 +22,9 @@ def load_docx(raw: bytes) -> Parsed:
         raise DocumentError("corrupt .docx: not a zip archive (a renamed .doc or a damaged file?)")
     try:
         document = docx.Document(io.BytesIO(raw))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except PackageNotFoundError as exc:
+        raise DocumentError(f"corrupt .docx: not a Word package ({exc})") from exc
+    except Exception as exc:  # a damaged zip raises zlib.error, NotImplementedError, lxml errors, ...
         raise DocumentError(f"corrupt .docx: {type(exc).__name__}: {exc}") from exc
     out = TextBuilder()
     title: str | None = None
@@ -51,8 +53,8 @@ def load_docx(raw: bytes) -> Parsed:
                 out.block(f"- {text}", tight=True)
             else:
                 out.block(text)
-    except (KeyError, ValueError, AttributeError) as exc:
+        core_title = (document.core_properties.title or "").strip()
+    except Exception as exc:  # parts referenced but damaged inside a readable zip
         raise DocumentError(f"corrupt .docx: {type(exc).__name__}: {exc}") from exc
     body, sections = out.build()
-    core_title = (document.core_properties.title or "").strip()
     return Parsed(text=body, title=core_title or title or (sections[0].path[0] if sections else None), sections=sections)
