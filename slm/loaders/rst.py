@@ -12,6 +12,21 @@ from slm.loaders.text import decode_text
 _ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
 _TARGET = re.compile(r"^\.\. _[^:]+:\s*$")
 _FIELD = re.compile(r"^:(\w[\w-]*):\s*(.*)$")
+_ROLE = re.compile(r":[\w:+-]+:`([^`<]*?)(?:\s*<[^>]*>)?`")
+_LINK = re.compile(r"`([^`<]+?)\s*<[^>]*>`__?")
+_LITERAL = re.compile(r"``([^`]+)``")
+_REF = re.compile(r"`([^`]+)`_{1,2}")
+
+
+def inline_text(line: str) -> str:
+    """Roles, links and literals reduced to their text; `Run this::` reads `Run this:` as docutils shows it."""
+    line = _ROLE.sub(r"\1", line)
+    line = _LINK.sub(r"\1", line)
+    line = _LITERAL.sub(r"\1", line)
+    line = _REF.sub(r"\1", line)
+    if line.endswith("::"):
+        line = line[:-2].rstrip() + (":" if line[:-2].strip() and not line[:-2].endswith(" ") else "")
+    return line
 
 
 def docutils_slug(title: str) -> str:
@@ -81,7 +96,7 @@ def load_rst(raw: bytes) -> Parsed:
                 flush()
             i += 1
             continue
-        para.append(line)
+        para.append(line if line.startswith((" ", "\t")) else inline_text(line))
         i += 1
     flush()
     body, sections = out.build()

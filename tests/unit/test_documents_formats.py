@@ -132,3 +132,14 @@ def test_path_outside_root_is_a_document_error(tmp_path):
     (tmp_path / "b.md").write_text("# B\n\nbody\n")
     with pytest.raises(DocumentError, match="not inside the corpus root"):
         load_document(tmp_path / "b.md", tmp_path / "a", max_bytes=1000)
+
+
+def test_rst_inline_markup_is_reduced_to_text(tmp_path):
+    (tmp_path / "i.rst").write_text(
+        "Title\n=====\n\nCall :func:`os.listdir` or ``ls``; see `the docs <https://x.example>`_ and `Title`_.\n\n"
+        "Example::\n\n    code::  stays\n\nAfter text ::\n\n    more code\n"
+    )
+    doc = _load(tmp_path / "i.rst", tmp_path)
+    assert "Call os.listdir or ls; see the docs and Title." in doc.text
+    assert "Example:\n\n    code::  stays" in doc.text
+    assert "After text\n\n    more code" in doc.text
