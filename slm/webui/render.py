@@ -28,7 +28,7 @@ def source_link(chunk_id: str, start: int | None = None, end: int | None = None)
 
 def escape_markdown(text: str) -> str:
     """Text that Markdown shows literally: HTML escaped and Markdown syntax backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def answer_markdown(answer: Answer) -> str:
