@@ -68,8 +68,8 @@ def audiences_for(rel_path: str, metadata: Mapping[str, str], access: AccessSett
             return labels
     for pattern, rule_labels in access.rules.items():
         if match_glob(pattern, rel_path):
-            return parse_labels(list(rule_labels))
-    return parse_labels(list(access.default_audiences))
+            return parse_labels(rule_labels)
+    return parse_labels(access.default_audiences)
 
 
 def can_see(doc_audiences: Sequence[str], caller: frozenset[str] | None) -> bool:

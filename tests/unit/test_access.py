@@ -48,6 +48,12 @@ def test_rules_first_match_wins_then_default():
     assert audiences_for("handbook.md", {}, access) == ("employees",)
 
 
+def test_rule_labels_given_as_a_single_string():
+    access = AccessSettings(rules={"hr/**": "hr"}, default_audiences="staff")  # type: ignore[arg-type]
+    assert audiences_for("hr/a.md", {}, access) == ("hr",)
+    assert audiences_for("b.md", {}, access) == ("staff",)
+
+
 def test_document_metadata_overrides_rules():
     access = AccessSettings(rules={"**": ["employees"]})
     assert audiences_for("hr/x.md", {"audience": "hr, managers"}, access) == ("hr", "managers")
