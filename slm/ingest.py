@@ -62,14 +62,11 @@ class _Pending:
 
 
 def index_text(chunk: Chunk) -> str:
-    """What the embedder and BM25 see: the chunk with its context (title — section path), then its text."""
-    section = list(chunk.section)
-    if section and chunk.title and section[0].strip() == chunk.title.strip():
-        section = section[1:]
-    head = chunk.title.strip()
-    if section:
-        head = f"{head} — {' > '.join(section)}" if head else " > ".join(section)
-    return f"{head}\n{chunk.text}" if head else chunk.text
+    """What the embedder, BM25 and the reranker see: the chunk with where it sits (title and heading
+    path) on its first line. The chunk's own text stays the exact document span."""
+    from slm.chunking import context_text
+
+    return context_text(chunk)
 
 
 def embed_key(model: str, text: str) -> str:

@@ -51,6 +51,8 @@ def tokenize(texts: Sequence[str], *, return_ids: bool = True):
 
 
 class SparseIndex:
+    """`size` rows; `_bm25` is None when no row holds a single term (nothing can match)."""
+
     def __init__(self, retriever, size: int):
         self._bm25 = retriever
         self.size = size
@@ -59,29 +61,32 @@ class SparseIndex:
     def build(cls, texts: Sequence[str]) -> "SparseIndex":
         import bm25s
 
+        tokens = tokenize(texts) if texts else None
+        if tokens is None or not tokens.vocab:
+            return cls(None, len(texts))
         retriever = bm25s.BM25()
-        if texts:
-            retriever.index(tokenize(texts), show_progress=False)
+        retriever.index(tokens, show_progress=False)
         return cls(retriever, len(texts))
 
     def save(self, folder: Path) -> None:
         target = Path(folder) / FOLDER
         target.mkdir(parents=True, exist_ok=True)
-        if self.size:
+        if self._bm25 is not None:
             self._bm25.save(str(target), show_progress=False)
 
     @classmethod
     def load(cls, folder: Path, size: int) -> "SparseIndex":
         import bm25s
 
-        if size == 0:
-            return cls(bm25s.BM25(), 0)
-        return cls(bm25s.BM25.load(str(Path(folder) / FOLDER), mmap=False, show_progress=False), size)
+        target = Path(folder) / FOLDER
+        if size == 0 or not (target / "params.index.json").is_file():
+            return cls(None, size)
+        return cls(bm25s.BM25.load(str(target), mmap=False, show_progress=False), size)
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (positions, BM25 scores), only chunks sharing a term with the query; `allowed` masks rows."""
         empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self.size == 0 or k <= 0:
+        if self._bm25 is None or k <= 0:
             return empty
         tokens = tokenize([query], return_ids=False)
         if not tokens or not tokens[0]:
