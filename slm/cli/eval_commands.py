@@ -25,9 +25,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Folder for summary.json, report.md/.html, plots, per_question.jsonl."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N questions of each file."),
         audience: Optional[str] = typer.Option(None, "--audience", help="Evaluate as this audience (comma list); default: trusted, sees all."),
-        max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Generation budget per answer (keeps CPU runs short)."),
-        closed_book: Optional[int] = typer.Option(
-            None, "--closed-book", help="Ask the model with no retrieval on the first N answerable questions (default all; 0 = off).",
+        max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer (keeps CPU runs short)."),
+        closed_book: int = typer.Option(
+            40, "--closed-book",
+            help="Ask each model with no retrieval on N answerable questions spread over the set (-1 = all, 0 = off).",
         ),
         baseline: Optional[str] = typer.Option(None, "--baseline", help="Variant the others are compared with (default base, else extractive)."),
         resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples for the confidence intervals."),
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(kb, config)
         options = EvalOptions(
             max_new_tokens=max_new_tokens,
-            closed_book=closed_book,
+            closed_book=None if closed_book < 0 else closed_book,
             resamples=resamples,
             seed=seed,
             baseline=baseline,

@@ -25,8 +25,8 @@ class EvalOptions:
     """Knobs of a run; the defaults keep 200+ questions with a 135M model on 2 CPU cores well under 30 min."""
 
     depth: int = 10  # how deep retrieval is scored (hit@1/5/10, MRR@10)
-    max_new_tokens: int = 64
-    closed_book: int | None = None  # answerable questions asked with no retrieval (None: all, 0: none)
+    max_new_tokens: int = 48
+    closed_book: int | None = 40  # answerable questions asked with no retrieval, spread evenly (None: all, 0: none)
     resamples: int = 2000
     seed: int = 0
     baseline: str | None = None
@@ -219,6 +219,17 @@ def closed_book(answerer: Any, q: EvalQuestion) -> tuple[str, float, float] | No
     return answer.text, token_f1(predicted, q.example.answer), rouge_l(predicted, q.example.answer)
 
 
+def closed_book_sample(questions: Sequence[EvalQuestion], size: int | None) -> set[str]:
+    """Ids of the answerable questions asked closed-book: all (None), or `size` spread evenly over the list."""
+    pool = [q.id for q in questions if q.answerable and q.example.answer]
+    if size is None or size >= len(pool):
+        return set(pool)
+    if size <= 0:
+        return set()
+    step = len(pool) / size
+    return {pool[int(i * step)] for i in range(size)}
+
+
 def run_eval(
     examples: Sequence[QAExample],
     specs: Sequence[VariantSpec],
@@ -245,6 +256,7 @@ def run_eval(
         if leaks:
             notes.append(f"retrieval '{setting.label}' returned {leaks} hit(s) this audience may not see (dropped)")
 
+    book_ids = closed_book_sample(questions, options.closed_book)
     # Weights + retrieval setting -> the variant that already ran them (`current` may be the base model).
     done: dict[tuple[Any, ...], str] = {}
     closed_books: dict[Any, dict[str, tuple[str, float, float]]] = {}
@@ -266,12 +278,9 @@ def run_eval(
         done[key] = spec.name
         records: dict[str, AnswerRecord] = {}
         book = closed_books.setdefault(weights, {})
-        budget = options.closed_book
-        asked = 0
         for q in _progress(questions, f"answer {spec.name}", options.progress):
             rec = answer_question(answerer, q, spec.name, run.retrieval[spec.retrieval.label].get(q.id), audiences)
-            if spec.uses_model and q.answerable and q.example.answer and (budget is None or asked < budget):
-                asked += 1
+            if spec.uses_model and q.id in book_ids:
                 if q.id not in book:
                     result = closed_book(answerer, q)
                     if result is not None:

@@ -133,6 +133,7 @@ def run(tmp_path, qa_files, variants, audiences=None, **opts):
     kb = FakeKB(tmp_path / "kb")
     generators = {}
     limit = opts.pop("limit", None)
+    opts.setdefault("closed_book", None)
     options = EvalOptions(resamples=200, progress=False, **opts)
     result = evaluate(settings, qa_files, variants, tmp_path / "out", audiences=audiences, options=options, limit=limit,
                       kb=kb, factory=make_factory(settings, generators), command="slm eval test")
@@ -226,3 +227,23 @@ def test_no_answerable_questions_gives_undefined_not_crash(tmp_path):
 def test_limit_applies_per_file(tmp_path, qa_files):
     result, _, _ = run(tmp_path, qa_files, "extractive", limit=1)
     assert [q.id for q in result.run.questions] == ["r1", "o1"]
+
+
+def test_closed_book_sample_spreads_over_the_answerable_questions():
+    from slm.evaluation.records import EvalQuestion
+    from slm.evaluation.runner import closed_book_sample
+    from slm.types import QAExample
+
+    qs = [EvalQuestion(QAExample(f"q{i}", "a", id=f"q{i}"), answerable=i % 5 != 4) for i in range(20)]
+    pool = [q.id for q in qs if q.answerable]
+    assert closed_book_sample(qs, None) == set(pool) == closed_book_sample(qs, 100)
+    assert closed_book_sample(qs, 0) == set()
+    picked = closed_book_sample(qs, 4)
+    assert len(picked) == 4 and picked <= set(pool)
+    assert {"q0", "q15"} <= picked  # from the start and the end, not just the first four
+
+
+def test_closed_book_limit_counts(tmp_path, qa_files):
+    result, _, _ = run(tmp_path, qa_files, "base", closed_book=2)
+    assert result.summary["variants"]["base"]["counts"]["closed_book"] == 2
+    assert result.summary["variants"]["base"]["n"]["closed_book_f1"] == 2
