@@ -84,9 +84,9 @@ def test_hybrid_fuses_both_rankings(kb):
     query = "Parcels ship from the Tucson warehouse"
     dense = [h.chunk.id for h in r.retrieve(query, 10, mode="dense")]
     sparse = [h.chunk.id for h in r.retrieve(query, 10, mode="bm25")]
-    hybrid = r.retrieve(query, 10, mode="hybrid")
-    depth = kb.settings.retrieval.candidates  # each retriever contributes its top `candidates`
-    assert len(hybrid) == len(set(dense[:depth]) | set(sparse[:depth]))
+    depth = kb.settings.retrieval.candidates  # each retriever contributes its top max(candidates, k)
+    hybrid = r.retrieve(query, depth, mode="hybrid")
+    assert len(hybrid) == min(depth, len(set(dense[:depth]) | set(sparse[:depth])))
     for h in hybrid:
         expected = sum(1 / (60 + ranked.index(h.chunk.id) + 1) for ranked in (dense[:depth], sparse[:depth])
                        if h.chunk.id in ranked)
