@@ -92,6 +92,29 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
     }
 
 
+def training_notes(run: EvalRun, qa_paths: Sequence[Path]) -> list[str]:
+    """For each adapter: were the gold source pages in its training corpus, was the question file guarded."""
+    import fnmatch
+
+    gold = sorted({q.example.source for q in run.questions if q.example.source and not q.gold_hidden})
+    notes = []
+    for variant, ident in run.identities.items():
+        entry = ident.registry
+        if not ident.adapter or not entry:
+            continue
+        excluded = entry.get("exclude_docs") or []
+        trained_on = [g for g in gold if not any(fnmatch.fnmatch(g, pat) for pat in excluded)]
+        guarded = {Path(p).name for p in entry.get("eval_qa_guarded") or []}
+        unguarded = [Path(p).name for p in qa_paths if Path(p).name not in guarded]
+        notes.append(
+            f"'{variant}' (adapter {ident.adapter}): {len(trained_on)} of {len(gold)} gold source page(s) were in its "
+            f"training corpus (exclude_docs={excluded or 'none'}); question/answer pairs "
+            + ("of every question file were kept out by the leak guard" if not unguarded
+               else f"of {', '.join(unguarded)} were not checked by its leak guard")
+        )
+    return notes
+
+
 def evaluate(
     settings: Settings,
     qa_paths: Sequence[Path],
@@ -135,6 +158,7 @@ def evaluate(
             threshold = factory.threshold()
         run = run_eval(examples, specs, kb=kb, factory=factory, audiences=audiences, options=options)
         notes += list(getattr(factory, "notes", []))
+        notes += training_notes(run, qa_paths)
         scores = score_run(run)
         baseline = choose_baseline(scores, options.baseline)
         diffs = compare(scores, baseline, resamples=options.resamples, seed=options.seed)

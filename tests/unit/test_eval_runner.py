@@ -247,3 +247,20 @@ def test_closed_book_limit_counts(tmp_path, qa_files):
     result, _, _ = run(tmp_path, qa_files, "base", closed_book=2)
     assert result.summary["variants"]["base"]["counts"]["closed_book"] == 2
     assert result.summary["variants"]["base"]["n"]["closed_book_f1"] == 2
+
+
+def test_training_notes_say_whether_gold_pages_were_trained_on(tmp_path):
+    from pathlib import Path
+
+    from slm.evaluation.evaluate import training_notes
+    from slm.evaluation.records import EvalQuestion
+    from slm.evaluation.runner import EvalRun
+    from slm.types import QAExample
+
+    qs = [EvalQuestion(QAExample("q", "a", source=s, id=s), True) for s in ("faq/a.html", "faq/b.html", "lib/c.html")]
+    run = EvalRun(qs, [], EvalOptions(), None)
+    run.identities["current"] = ModelIdentity("m", adapter="v3", adapter_path="/x", registry={
+        "exclude_docs": ["faq/*"], "eval_qa_guarded": ["/somewhere/qa.jsonl"]})
+    run.identities["base"] = ModelIdentity("m")
+    (note,) = training_notes(run, [Path("qa.jsonl"), Path("ood.jsonl")])
+    assert "1 of 3 gold source page(s)" in note and "ood.jsonl were not checked" in note
