@@ -27,7 +27,7 @@ def _bars(path: Path, title: str, groups: Sequence[tuple[str, VariantScore]], me
     if not groups or not metrics:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(metrics) * max(1, len(groups)) ** 0.5 + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(min(13.0, 2.5 + 0.35 * len(metrics) * (len(groups) + 1)), 4.2))
     width = 0.8 / len(groups)
     for i, (label, score) in enumerate(groups):
         values, lows, highs = [], [], []
