@@ -32,6 +32,7 @@ CSS = """
 .slm-snippet{margin:.4rem 0;padding-left:.6rem;border-left:3px solid #f08c00;white-space:pre-wrap;font-size:.9em}
 .slm-snippet mark{background:#ffd43b;color:#000}
 .slm-muted{opacity:.7}
+.slm-read summary{cursor:pointer;margin:.4rem 0}
 """
 
 SECURITY_HEADERS = {
@@ -115,7 +116,8 @@ def build_app(
             question, entries or [], audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
         ):
             # The question box empties as soon as the question is taken.
-            yield view.messages, view.sources, view.entries, ("" if first else gr.skip()), view.status
+            sources_update = gr.skip() if view.sources is None else view.sources
+            yield view.messages, sources_update, view.entries, ("" if first else gr.skip()), view.status
             first = False
 
     def rate(rating: str):
@@ -202,6 +204,7 @@ def build_app(
         down.click(rate("down"), [entries_state, comment], [status, comment])
         chatbot.like(on_like, [entries_state], [status])
         clear.click(new_conversation, None, [chatbot, sources, entries_state, status])
+        chatbot.clear(new_conversation, None, [chatbot, sources, entries_state, status])
         blocks.load(who, None, signed_in)
     return blocks
 

@@ -49,7 +49,7 @@ class ChatView:
     """Everything one step of the chat shows: the messages, the sources panel, and a status line."""
 
     messages: list[dict[str, Any]]
-    sources: str
+    sources: str | None  # None: unchanged since the previous view
     entries: list[Entry]
     status: str = ""
 
@@ -118,7 +118,7 @@ class ChatController:
                     final = item
                     continue
                 partial += item
-                yield ChatView(messages_of(entries, (question, partial)), render.sources_html(None), entries, "Answering…")
+                yield ChatView(messages_of(entries, (question, partial)), None, entries, "Answering…")
         except SlmError as exc:
             entry.error = str(exc)
         except Exception:  # a bug must not kill the session; the log keeps the trace

@@ -8,7 +8,7 @@ import re
 from typing import Sequence
 from urllib.parse import quote, urlencode
 
-from slm.citations import MARKER_RE
+from slm.citations import MARKER_RE, citation_for
 from slm.prompting import ABSTAIN_TEXT
 from slm.types import Answer, Chunk, Citation
 
@@ -78,33 +78,47 @@ def _snippet_html(citation: Citation, chunk: Chunk | None) -> str:
     return f"{html.escape(before)}<mark>{html.escape(chunk.text[a:b])}</mark>{html.escape(after)}"
 
 
-def sources_html(answer: Answer | None, chunks: Sequence[Chunk] = ()) -> str:
-    """The source cards for one answer: title, section, the quoted snippet, a link opening the document there."""
+def _card(citation: Citation, chunk: Chunk | None) -> str:
+    title = html.escape(citation.title or citation.doc_id)
+    section = html.escape(" › ".join(citation.section)) if citation.section else ""
+    location = html.escape(citation.source or citation.doc_id)
+    if citation.page is not None:
+        location += f" (page {int(citation.page)})"
+    href = html.escape(source_link(citation.chunk_id, citation.start, citation.end), quote=True)
+    return (
+        f'<div class="slm-source" data-doc-id="{html.escape(citation.doc_id, quote=True)}"'
+        f' data-chunk-id="{html.escape(citation.chunk_id, quote=True)}">'
+        f'<div class="slm-source-title">[{int(citation.marker)}] {title}</div>'
+        + (f'<div class="slm-source-section">{section}</div>' if section else "")
+        + f'<blockquote class="slm-snippet">{_snippet_html(citation, chunk)}</blockquote>'
+        f'<a class="slm-open" href="{href}" target="_blank" rel="noopener noreferrer">Open {location}</a>'
+        "</div>"
+    )
+
+
+def sources_html(answer: Answer | None) -> str:
+    """Source cards for one answer (title, section, the quoted snippet with the cited span marked, a link
+    opening the document there); then the passages the model read but did not cite."""
     if answer is None:
         return '<div class="slm-sources"><p class="slm-muted">Sources of the latest answer appear here.</p></div>'
-    by_id = {c.id: c for c in chunks}
-    by_id.update({h.chunk.id: h.chunk for h in answer.passages})
-    if not answer.citations:
+    chunks = {h.chunk.id: h.chunk for h in answer.passages}
+    parts = []
+    if answer.citations:
+        heading = "Nearest sources (not an answer)" if answer.abstained else "Sources"
+        cards = "".join(_card(c, chunks.get(c.chunk_id)) for c in answer.citations)
+        parts.append(f'<div class="slm-cited"><h3>{heading}</h3>{cards}</div>')
+    shown = {c.chunk_id for c in answer.citations}
+    others = [(i, h) for i, h in enumerate(answer.passages, start=1) if h.chunk.id not in shown]
+    if others and not answer.abstained:
+        cards = "".join(_card(citation_for(i, h, answer.text), h.chunk) for i, h in others)
+        if answer.citations:
+            parts.append(f'<details class="slm-read"><summary>Also read, not cited ({len(others)})</summary>{cards}</details>')
+        else:
+            parts.append(f'<div class="slm-read"><h3>Passages the model read (the answer cites none)</h3>{cards}</div>')
+    if not parts:
         note = "No sources were found for this question." if answer.abstained else "This answer cites no source."
-        return f'<div class="slm-sources"><p class="slm-muted">{html.escape(note)}</p></div>'
-    heading = "Nearest sources (not an answer)" if answer.abstained else "Sources"
-    cards = []
-    for citation in answer.citations:
-        title = html.escape(citation.title or citation.doc_id)
-        section = html.escape(" › ".join(citation.section)) if citation.section else ""
-        location = html.escape(citation.source or citation.doc_id)
-        if citation.page is not None:
-            location += f" (page {int(citation.page)})"
-        href = html.escape(source_link(citation.chunk_id, citation.start, citation.end), quote=True)
-        cards.append(
-            f'<div class="slm-source" data-chunk-id="{html.escape(citation.chunk_id, quote=True)}">'
-            f'<div class="slm-source-title">[{int(citation.marker)}] {title}</div>'
-            + (f'<div class="slm-source-section">{section}</div>' if section else "")
-            + f'<blockquote class="slm-snippet">{_snippet_html(citation, by_id.get(citation.chunk_id))}</blockquote>'
-            f'<a class="slm-open" href="{href}" target="_blank" rel="noopener noreferrer">Open {location}</a>'
-            "</div>"
-        )
-    return f'<div class="slm-sources"><h3>{heading}</h3>{"".join(cards)}</div>'
+        parts.append(f'<p class="slm-muted">{html.escape(note)}</p>')
+    return f'<div class="slm-sources">{"".join(parts)}</div>'
 
 
 def question_markdown(question: str) -> str:

@@ -78,3 +78,14 @@ def test_no_answer_yet_and_uncited_answers():
     uncited = Answer(question="q", text="Something.", uncited=True)
     assert "cites no source" in render.sources_html(uncited)
     assert "cites no source" in render.answer_markdown(uncited)
+
+
+def test_uncited_answers_list_the_passages_the_model_read():
+    hits = (Hit(chunk=LEAVE[0], score=1.0, dense=0.9), Hit(chunk=XSS[0], score=0.5, dense=0.5))
+    panel = render.sources_html(Answer(question="q", text="Leave is 25 days.", uncited=True, passages=hits))
+    assert "the answer cites none" in panel
+    assert 'data-doc-id="policies/leave.md"' in panel and 'data-doc-id="evil/page.md"' in panel
+    assert "<script" not in panel and "[2] Evil &lt;b&gt;page" in panel
+    text, citations = parse_citations("Leave is 25 days [1].", hits)
+    cited = render.sources_html(Answer(question="q", text=text, citations=citations, passages=hits))
+    assert "<h3>Sources</h3>" in cited and "Also read, not cited (1)" in cited
