@@ -24,9 +24,10 @@ point any OpenAI client at `/v1` with an API key from `slm keys create`.
 with `[n]` markers, and the sources in `choices[0].message.citations`: a list of objects
 `{marker, chunk_id, doc_id, title, source, location, section, anchor, page, start, end, snippet}`
 where `marker` is the `n` of `[n]` and `location` is `source#anchor` (or `source (page N)`).
-`choices[0].message.abstained` is true when the documents did not answer. When streaming
+`choices[0].message.abstained` is true when the documents did not answer; `uncited` is true
+when the model answered without naming a real passage. When streaming
 (`stream: true`, server-sent events ending with `data: [DONE]`), the final chunk (the one with
-`finish_reason`) carries `choices[0].delta.citations` and `choices[0].delta.abstained`.
+`finish_reason`) carries `choices[0].delta.citations`, `.abstained` and `.uncited`.
 
 **Keys and access.** Send `Authorization: Bearer <key>`. A key is bound to audience labels;
 retrieval and citations only use documents those labels may see. `GET /v1/models` lists the

@@ -61,7 +61,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         return ChatCompletion(
             id=completion_id, created=created, model=job.model.id,
             choices=[Choice(message=AssistantMessage(content=answer.text, citations=citations_out(answer),
-                                                     abstained=answer.abstained),
+                                                     abstained=answer.abstained, uncited=answer.uncited),
                             finish_reason=finish_reason(job, answer))],
             usage=Usage(completion_tokens=tokens, total_tokens=tokens),
         )
@@ -97,7 +97,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
                 final = Answer(question=job.question, text="")
             record(ctx, job, final)
             _note(request, final)
-            delta = {"citations": [c.model_dump() for c in citations_out(final)], "abstained": final.abstained}
+            delta = {"citations": [c.model_dump() for c in citations_out(final)], "abstained": final.abstained,
+                     "uncited": final.uncited}
             yield sse(chunk(completion_id, created, job.model.id, delta, finish_reason(job, final)))
             if include_usage:
                 tokens = final.timings.generated_tokens

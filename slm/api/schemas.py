@@ -104,6 +104,7 @@ class AssistantMessage(BaseModel):
     content: str
     citations: list[CitationOut] = Field(default_factory=list, description="Sources for the [n] markers in content.")
     abstained: bool = Field(False, description="True when the documents did not answer the question.")
+    uncited: bool = Field(False, description="Answered, but no [n] marker named a real passage.")
 
 
 class Choice(BaseModel):

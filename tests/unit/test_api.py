@@ -264,3 +264,22 @@ def test_cors_is_off_by_default_and_on_when_configured(api, tmp_path):
         assert r.headers["access-control-allow-origin"] == "https://shop.example"
     finally:
         other.__exit__(None, None, None)
+
+
+def test_a_new_index_generation_is_picked_up_between_requests(settings, monkeypatch):
+    from slm.api.runtime import FactoryLoader, ModelHost
+
+    monkeypatch.setattr("slm.api.runtime.CHECK_EVERY_S", 0.0)
+
+    class ReloadingLoader(FactoryLoader):
+        checks = 0
+
+        def reload_if_changed(self):
+            ReloadingLoader.checks += 1
+            return ReloadingLoader.checks == 2
+
+    host = ModelHost(settings, ReloadingLoader(Factory()), registry=None)
+    host.load_now()
+    for _ in range(3):
+        host.maybe_refresh()
+    assert ReloadingLoader.checks == 3 and host.ready and host.default_model.id == "slm-base"
