@@ -13,10 +13,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from slm.api.errors import ApiError
 from slm.config import Settings
+from slm.errors import RegistryError
 
 log = logging.getLogger("slm.api")
 
@@ -146,13 +148,24 @@ class ModelHost:
     # ---- which models exist
     def _current_default(self) -> ServedModel:
         configured = self.settings.generation.adapter
-        if configured:
+        if configured and configured.strip().lower() not in ("base", "none"):
             version = self._version(configured)
-            return version or ServedModel(id=f"{VERSION_PREFIX}{configured}", adapter=configured, audiences=None)
-        current = self.registry.current() if self.registry is not None else None
-        if current is not None:
+            label = Path(configured).name if Path(configured).expanduser().is_dir() else configured
+            return version or ServedModel(id=f"{VERSION_PREFIX}{label}", adapter=configured, audiences=None)
+        current = None
+        if self.registry is not None and not configured:
+            try:
+                current = self.registry.current()
+            except RegistryError as exc:
+                log.warning("ignoring the adapter registry: %s", exc)
+        if current is not None and self._servable(current):
             return self._served_version(current)
         return ServedModel(id=BASE_ID, adapter=None, audiences=None)
+
+    def _servable(self, v: Any) -> bool:
+        """Not rejected, and trained on the base model this server runs."""
+        base = getattr(v, "base", "")
+        return getattr(v, "status", "") != "rejected" and (not base or base == self.settings.generation.model)
 
     def _served_version(self, v: Any) -> ServedModel:
         created = 0
@@ -173,7 +186,7 @@ class ModelHost:
         if self.registry is None:
             return None
         for v in self.registry.versions():
-            if v.version == name and getattr(v, "status", "") != "rejected":
+            if v.version == name and self._servable(v):
                 return self._served_version(v)
         return None
 
@@ -187,7 +200,7 @@ class ModelHost:
         if self.registry is not None:
             for v in self.registry.versions():
                 served = self._served_version(v)
-                if getattr(v, "status", "") == "rejected" or served.id == default.id:
+                if not self._servable(v) or served.id == default.id:
                     continue
                 if may_use(served, caller):
                     out.append((served, False))

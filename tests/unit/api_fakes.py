@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from slm.config import Settings
+from slm.config import DEFAULT_GENERATOR, Settings
 from slm.keys import KeyStore
 from slm.types import Answer, Chunk, Citation, Hit, Timings
 
@@ -79,7 +79,7 @@ class FakeVersion:
     status: str = "candidate"
     created: str = "2025-01-01T00:00:00+00:00"
     path: str = ""
-    base: str = "fake-base"
+    base: str = DEFAULT_GENERATOR
     metrics: dict = field(default_factory=dict)
 
 

@@ -127,7 +127,8 @@ def test_x_api_key_header_is_accepted(api):
 
 def test_models_and_access_by_audience(settings):
     registry = FakeRegistry([FakeVersion("v1", ("customers",)), FakeVersion("v2", ("hr",)),
-                             FakeVersion("v3", ("customers",), status="rejected")], current="v1")
+                             FakeVersion("v3", ("customers",), status="rejected"),
+                             FakeVersion("v4", ("customers",), base="other/model")], current="v1")
     client, factory = _client(settings, registry=registry)
     try:
         customer, hr, admin = make_key(settings), make_key(settings, "hr", ("hr",)), make_key(settings, "admin", ("*",))
@@ -143,6 +144,7 @@ def test_models_and_access_by_audience(settings):
         r = ask(customer, "slm:v2")
         assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
         assert ask(customer, "slm:v3").status_code == 404  # rejected versions are not served
+        assert ask(customer, "slm:v4").status_code == 404  # nor adapters of another base model
         assert ask(customer, "gpt-4").status_code == 404
         r = ask(hr, "slm")  # the promoted adapter was trained for customers: hr gets the base model
         assert r.status_code == 200 and r.json()["model"] == "slm-base"
@@ -283,3 +285,18 @@ def test_a_new_index_generation_is_picked_up_between_requests(settings, monkeypa
     for _ in range(3):
         host.maybe_refresh()
     assert ReloadingLoader.checks == 3 and host.ready and host.default_model.id == "slm-base"
+
+
+def test_a_promoted_adapter_of_another_base_or_a_broken_registry_falls_back_to_base(settings):
+    class Broken(FakeRegistry):
+        def current(self):
+            from slm.errors import RegistryError
+            raise RegistryError("info.json is unreadable")
+
+    for registry in (FakeRegistry([FakeVersion("v1", ("customers",), base="other/model")], current="v1"),
+                     Broken([])):
+        client, _ = _client(settings, registry=registry)
+        try:
+            assert client.get("/readyz").json()["model"] == "slm-base"
+        finally:
+            client.__exit__(None, None, None)
