@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ def build_app(
 
     if parts is None:
         parts = build_parts(settings, answerer=answerer, feedback=feedback, need_library=False)
-    controller = ChatController(parts.answerer, parts.feedback)
+    refresh = getattr(parts.kb, "reload_if_changed", None)
+    controller = ChatController(parts.answerer, parts.feedback, refresh=refresh)
     ui, access = settings.ui, settings.access
     default_k = max(1, settings.answering.passages)
     can_rerank = bool(settings.retrieval.reranker)
@@ -186,7 +188,6 @@ def build_app(
                 status = gr.Markdown("", elem_id="status")
                 clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
             with gr.Column(scale=2):
-                sources = gr.HTML(render.sources_html(None), elem_id="sources")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     k = gr.Slider(1, 10, value=min(default_k, 10), step=1, label="Passages to retrieve (k)", elem_id="k")
                     rerank = gr.Checkbox(
@@ -195,6 +196,7 @@ def build_app(
                         interactive=can_rerank,
                         elem_id="rerank",
                     )
+                sources = gr.HTML(render.sources_html(None), elem_id="sources")
 
         ask_inputs = [question, entries_state, k, rerank]
         ask_outputs = [chatbot, sources, entries_state, question, status]
@@ -321,5 +323,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     check_bind(settings.ui, host)
     app = create_server(settings)
     shown = f"[{host}]" if ":" in host else host
-    print(f"slm chat on http://{shown}:{port}/  (login: {login_mode(settings.ui)})", flush=True)
+    mode = login_mode(settings.ui)
+    print(f"slm chat on http://{shown}:{port}/  (login: {mode})", flush=True)
+    if mode == "header" and not is_loopback(host):
+        print(
+            f"warning: users are taken from the {settings.ui.trusted_header} header; make sure only your login "
+            "proxy can reach this address, or anyone can claim any user",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

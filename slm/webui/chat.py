@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.errors import SlmError
 from slm.prompting import Turn
@@ -83,9 +83,10 @@ def messages_of(entries: Sequence[Entry], pending: tuple[str, str] | None = None
 class ChatController:
     """Runs questions through the answerer for one viewer at a time and records ratings."""
 
-    def __init__(self, answerer: StreamingAnswerer, feedback: FeedbackSink):
+    def __init__(self, answerer: StreamingAnswerer, feedback: FeedbackSink, *, refresh: Callable[[], Any] | None = None):
         self.answerer = answerer
         self.feedback = feedback
+        self.refresh = refresh  # e.g. KnowledgeBase.reload_if_changed: pick up a re-ingest without a restart
 
     @property
     def model_label(self) -> str:
@@ -111,6 +112,8 @@ class ChatController:
         final: Answer | None = None
         entry = Entry(question=question)
         try:
+            if self.refresh is not None:
+                self.refresh()
             for item in self.answerer.stream(
                 question, history=history_of(entries), audiences=audiences, k=k, rerank=rerank
             ):

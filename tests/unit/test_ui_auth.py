@@ -42,3 +42,15 @@ def test_header_user_rejects_junk():
     assert header_user({"X-User": " ed "}, "X-User") == "ed"
     assert header_user({}, "X-User") is None
     assert header_user({"X-User": "a" * 500}, "X-User") is None
+
+
+def test_cli_ui_refuses_an_open_bind_before_loading_anything(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slm.cli.main import app
+
+    monkeypatch.delenv("SLM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--kb", str(tmp_path / "kb")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError) and "without a login" in str(result.exception)

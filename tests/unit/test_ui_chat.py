@@ -89,3 +89,11 @@ def test_messages_escape_questions():
     entries = run(ChatController(FakeAnswerer(), MemoryFeedback()), XSS_DOC)[-1].entries
     text = messages_of(entries)[0]["content"]
     assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_refresh_runs_before_each_question():
+    calls = []
+    controller = ChatController(FakeAnswerer(), MemoryFeedback(), refresh=lambda: calls.append(1))
+    run(controller, "annual leave?")
+    run(controller, "carry over?")
+    assert calls == [1, 1]
