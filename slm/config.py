@@ -140,6 +140,25 @@ class UISettings:
 
 
 @dataclass
+class RetrainSettings:
+    """`slm retrain`: when a change in the documents is worth a new adapter, and how it is gated."""
+
+    train: bool = True  # False: `slm retrain` only keeps the index up to date
+    min_changed_share: float = 0.10  # retrain when this share of chunks changed since the last training
+    min_new_documents: int = 5  # ... or when this many documents were added since the last training
+    schedule_days: float | None = None  # ... or when this many days passed (and anything changed); None: off
+    replay_ratio: float = 1.0  # replayed unchanged chunks per changed chunk (so the model doesn't forget)
+    qa_file: str | None = None  # held-out QA JSONL to gate on; None: generated questions on held-out chunks
+    eval_questions: int = 30  # generated held-out questions (when no qa_file)
+    eval_feedback: int = 30  # most recent answers rated "down" added to the gate's questions
+    eval_max_new_tokens: int = 48
+    gate_metrics: list[str] = field(default_factory=lambda: ["answer_f1", "citation_accuracy", "answer_rate", "uncited_rate"])
+    tolerance: float = 0.02  # promote unless a gate metric is worse than the served model's by more than this
+    max_steps: int | None = None  # cap on optimizer steps per retraining (None: training.epochs decides)
+    watch_interval_s: float = 60.0  # `slm retrain --watch`: seconds between looks at the source folder
+
+
+@dataclass
 class Settings:
     kb: Path = Path(DEFAULT_KB_DIR)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -151,6 +170,7 @@ class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
     ui: UISettings = field(default_factory=UISettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
 
 
 def load_settings(
