@@ -39,6 +39,9 @@ class TrainOptions:
     promote: bool = False
     max_steps: int | None = None
     progress: bool = True
+    # Write questions only for these chunk ids (retraining: changed documents + a replay sample); None: all.
+    # Every visible chunk still serves as a RAFT distractor.
+    only_chunks: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,9 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         visible = list(kb.all_chunks(options.audiences))
         if not visible:
             raise TrainingError("the knowledge base has no chunks visible to these audiences: ingest documents first")
+        pool = visible if options.only_chunks is None else [c for c in visible if c.id in options.only_chunks]
         chunks, excluded = sample_chunks(
-            visible, options.max_chunks or cfg.max_chunks, seed=cfg.seed, exclude_docs=exclude
+            pool, options.max_chunks or cfg.max_chunks, seed=cfg.seed, exclude_docs=exclude
         )
         if exclude:
             notes.append(f"excluded {excluded} chunk(s) matching {', '.join(exclude)} from training data")
