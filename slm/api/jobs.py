@@ -3,6 +3,7 @@ limits, model resolution, a queue slot, then `Answerer.answer` or `.stream` on a
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -18,6 +19,8 @@ from slm.api.streaming import GenerationStream, call_supported
 from slm.keys import ApiKey
 from slm.prompting import Turn
 from slm.types import Answer
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads the reply
 
 
 @dataclass(frozen=True)
@@ -65,23 +68,34 @@ def _kwargs(job: Job, cancel: threading.Event | None = None) -> dict[str, Any]:
     return kwargs
 
 
-async def answer_once(ctx: ApiContext, job: Job) -> tuple[Answer, Slot]:
-    """Answer on a generation thread (503 at once when the queue is full)."""
-    slot = ctx.queue.enter()
-    ctx.metrics.queue_depth.set(ctx.queue.depth)
-
-    def work() -> Answer:
-        ctx.metrics.queue_wait.observe(slot.waited_s)
-        ctx.host.maybe_refresh()
-        answerer = ctx.host.answerer(job.model)
-        return call_supported(answerer.answer, job.question, **_kwargs(job))
-
+async def answer_once(ctx: ApiContext, job: Job, request: Request) -> tuple[Answer, Slot]:
+    """Answer on a generation thread (503 at once when the queue is full); stops if the client leaves."""
+    stream, slot = start_stream(ctx, job)
+    watcher = asyncio.create_task(_stop_on_disconnect(ctx, request, stream.cancel))
+    final: Answer | None = None
     try:
-        answer = await slot.run(work)
+        async for item in stream.items():
+            if isinstance(item, Answer):
+                final = item
     finally:
+        watcher.cancel()
         ctx.metrics.queue_depth.set(ctx.queue.depth)
-    record(ctx, job, answer)
-    return answer, slot
+    if final is None:
+        raise ApiError(CLIENT_CLOSED, "the client closed the connection; generation stopped", code="client_closed")
+    record(ctx, job, final)
+    return final, slot
+
+
+async def _stop_on_disconnect(ctx: ApiContext, request: Request, cancel: threading.Event) -> None:
+    # The body has been read, so the next ASGI message is the client's disconnect (if it comes).
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            ctx.metrics.cancelled.inc()
+            request.state.cancelled = True
+            return
+        await asyncio.sleep(0.05)  # not expected after the body; never spin
 
 
 def start_stream(ctx: ApiContext, job: Job) -> tuple[GenerationStream, Slot]:

@@ -21,7 +21,7 @@ async def answer(body: AnswerRequest, request: Request, key: ApiKey = Depends(re
     question, history = split_conversation(messages, field="conversation")
     job = prepare(ctx, request, key, question=question, history=history, requested_model=body.model,
                   max_tokens=body.max_tokens, texts=[m.text for m in messages], field="conversation")
-    result, slot = await answer_once(ctx, job)
+    result, slot = await answer_once(ctx, job, request)
     _note(request, result)
     t = result.timings
     return AnswerResponse(

@@ -55,7 +55,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     created = int(time.time())
     request.state.stream = body.stream
     if not body.stream:
-        answer, _ = await answer_once(ctx, job)
+        answer, _ = await answer_once(ctx, job, request)
         _note(request, answer)
         tokens = answer.timings.generated_tokens
         return ChatCompletion(

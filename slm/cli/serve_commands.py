@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
             settings.serve.host = host
         if port is not None:
             settings.serve.port = port
+        if not Path(settings.kb).is_dir():
+            from slm.errors import KnowledgeBaseError
+
+            raise KnowledgeBaseError(f"no knowledge base at {settings.kb}: run `slm ingest ROOT` first or pass --kb")
         configure_json_logging(log_level)
         if not KeyStore.for_kb(settings.kb).list(include_revoked=False):
             typer.secho("warning: no active API keys; every request will get 401. Create one with "

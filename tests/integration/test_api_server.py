@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -226,3 +227,18 @@ def test_health_metrics_and_json_logs(setup):
             access.append(record)
     assert any(r["path"] == "/v1/chat/completions" and r["status"] == 200 for r in access)
     assert not any("return a product" in json.dumps(r) for r in access)  # questions are not logged by default
+
+
+def test_a_client_that_leaves_stops_generation(setup):
+    key = new_key(setup, "impatient", "employees")
+    url = setup["server"].url
+    with pytest.raises(httpx.TimeoutException):  # generation takes longer than this client waits
+        httpx.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                   json={"messages": QUESTION}, timeout=0.05)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        metrics = httpx.get(url + "/metrics").text
+        if "slm_generation_cancelled_total 1.0" in metrics and "slm_generation_queue_depth 0.0" in metrics:
+            break
+        time.sleep(0.1)
+    assert "slm_generation_cancelled_total 1.0" in metrics and "slm_generation_queue_depth 0.0" in metrics

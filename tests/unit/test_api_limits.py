@@ -165,46 +165,55 @@ def test_full_queue_is_503_with_retry_after_not_a_hang(tmp_path):
         client.__exit__(None, None, None)
 
 
-@pytest.mark.parametrize("answerer_class", [FakeAnswerer, NoCancelAnswerer])
-def test_client_disconnect_during_streaming_cancels_generation(tmp_path, answerer_class):
-    settings = make_settings(tmp_path)
-    factory = Factory(answerer_class, delay_s=0.05)
-    app = create_app(settings, answerer_factory=factory)
-    key = make_key(settings)
-    app.state.ctx.host.load_now()
-    answerer = factory.built[None]
-    body = json.dumps({"messages": [_user("a long question with many words to stream slowly")], "stream": True})
+def _drive(app, key: str, body: dict, leave_when) -> list[dict]:
+    """Run one request through the ASGI app; the client disconnects once `leave_when(sent)` is true."""
+    raw = json.dumps(body).encode()
 
-    async def drive():
+    async def run():
         sent: list[dict] = []
-        got_first = asyncio.Event()
         request_sent = False
 
         async def receive():
             nonlocal request_sent
             if not request_sent:
                 request_sent = True
-                return {"type": "http.request", "body": body.encode(), "more_body": False}
-            await got_first.wait()
+                return {"type": "http.request", "body": raw, "more_body": False}
+            while not leave_when(sent):
+                await asyncio.sleep(0.005)
             return {"type": "http.disconnect"}
 
         async def send(message):
             sent.append(message)
-            if message["type"] == "http.response.body" and b'"content": "base"' in message.get("body", b""):
-                got_first.set()
 
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(), "query_string": b"", "root_path": "",
                  "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode())],
+                             (b"content-length", str(len(raw)).encode())],
                  "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
         await asyncio.wait_for(app(scope, receive, send), 10)
         return sent
 
-    sent = asyncio.run(drive())
-    assert sent[0]["status"] == 200
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("answerer_class", [FakeAnswerer, NoCancelAnswerer])
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_disconnect_cancels_generation(tmp_path, answerer_class, stream):
+    settings = make_settings(tmp_path)
+    factory = Factory(answerer_class, delay_s=0.05)
+    app = create_app(settings, answerer_factory=factory)
+    key = make_key(settings)
+    app.state.ctx.host.load_now()
+    answerer = factory.built[None]
+    body = {"messages": [_user("a long question with many words to stream slowly")], "stream": stream}
+    if stream:  # leave after the first piece of text arrives
+        leave = lambda sent: any(b'"content": "base"' in m.get("body", b"") for m in sent)  # noqa: E731
+    else:  # leave while the answer is being generated
+        leave = lambda sent: bool(answerer.calls)  # noqa: E731
+    sent = _drive(app, key, body, leave)
     assert answerer.cancelled.wait(5), "generation kept running after the client left"
     assert not answerer.finished.is_set()
+    assert sent[0]["status"] == (200 if stream else 499)
     if answerer_class is FakeAnswerer:
         assert answerer.calls[-1]["cancel"] is not None
     deadline = time.monotonic() + 5
