@@ -32,6 +32,10 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Your own QA JSONL instead of generated questions."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest interrupted run from its checkpoint."),
     promote: bool = typer.Option(False, "--promote", help="Serve the new adapter right away."),
+    gate: bool = typer.Option(
+        False, "--gate", help="Evaluate against the served version on --eval-qa; promote only if better."
+    ),
+    gate_limit: Optional[int] = typer.Option(40, "--gate-limit", help="Questions the gate evaluates."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     kb: Optional[Path] = KbOption,
     config: Optional[Path] = ConfigOption,
@@ -43,7 +47,7 @@ def train(
     options = TrainOptions(
         base=base, teacher=teacher, epochs=epochs, max_chunks=max_chunks, audiences=parse_audiences(audience),
         eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,
-        max_steps=max_steps,
+        gate=gate, gate_limit=gate_limit, max_steps=max_steps,
     )
     report = run_training(settings, options, log=lambda m: typer.secho(m, dim=True, err=True))
     typer.secho("\nTraining finished", bold=True)

@@ -37,6 +37,9 @@ class TrainOptions:
     data_file: Path | None = None  # user-supplied QA JSONL instead of generated data
     resume: bool = False
     promote: bool = False
+    gate: bool = False  # evaluate against the served version on eval_qa; promote only if better
+    gate_limit: int | None = 40  # questions the gate evaluates (None: all)
+    gate_tolerance: float = 0.01
     max_steps: int | None = None
     progress: bool = True
     # Write questions only for these chunk ids (retraining: changed documents + a replay sample); None: all.
@@ -115,12 +118,9 @@ def find_run(kb_path: Path, resume: bool) -> Path:
 
 def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, log=print) -> TrainReport:
     """Train an adapter on the knowledge base and register it; see the module docstring for the steps."""
-    import torch
-
     from slm.generation import load_causal_lm
     from slm.registry import Registry
     from slm.training.data import encode_examples
-    from slm.training.distill import TokenDistiller, same_vocabulary
     from slm.training.leakcheck import LeakGuard, read_eval_questions
     from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
     from slm.training.questions import (
@@ -129,6 +129,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     from slm.training.raft import build_raft_examples
     from slm.training.teacher import LocalTeacher, load_teacher
 
+    if options.gate and not (settings.training.eval_qa or options.eval_qa):
+        raise TrainingError("--gate needs evaluation questions: pass --eval-qa FILE (or set training.eval_qa)")
     started = time.perf_counter()
     cfg = settings.training
     base = options.base or cfg.base
@@ -262,13 +264,23 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         }
         registry = Registry(Path(kb.path) / "adapters")
         entry = registry.register(result.adapter_dir, info)
+        promoted = options.promote
         if options.promote:
             registry.promote(entry.version)
+        elif options.gate:
+            from slm.training.gating import gate_new_version
+
+            log(f"gating {entry.version}: evaluating it against the served version")
+            decision = gate_new_version(settings, kb, entry.version, eval_files, run_dir / "gate-eval",
+                                        limit=options.gate_limit, tolerance=options.gate_tolerance,
+                                        progress=options.progress)
+            promoted = decision.promote
+            notes.append(("gate: promoted — " if promoted else "gate: not promoted — ") + "; ".join(decision.reasons))
         (run_dir / DONE_FILE).write_text(json.dumps({"version": entry.version}), encoding="utf-8")
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         losses = result.losses or (float("nan"),)
         return TrainReport(
-            version=entry.version, promoted=options.promote, run_dir=run_dir, adapter_dir=entry.path,
+            version=entry.version, promoted=promoted, run_dir=run_dir, adapter_dir=entry.path,
             examples=len(encoded), abstain_examples=sum(r.gold is None for r in raft), tokens=result.tokens,
             answer_tokens=result.answer_tokens, tokens_per_second=result.tokens_per_second,
             train_seconds=result.seconds, wall_seconds=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(),
