@@ -265,6 +265,10 @@ class Answerer(_Base):
 
 
 def _count_tokens(generator: Any, text: str) -> int:
+    """Exact where the generator counts (local models), else an estimate from the text."""
+    exact = getattr(generator, "last_generated_tokens", None)
+    if exact is not None and exact():
+        return int(exact())
     counter = getattr(generator, "count_tokens", None)
     return int(counter(text)) if counter else len(text.split())
 
