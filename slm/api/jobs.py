@@ -16,6 +16,7 @@ from slm.api.limits import Slot, check_max_tokens, check_messages
 from slm.api.runtime import ServedModel
 from slm.api.schemas import ChatMessage
 from slm.api.streaming import GenerationStream, call_supported
+from slm.audit import Caller, audit_log_for, audited
 from slm.keys import ApiKey
 from slm.prompting import Turn
 from slm.types import Answer
@@ -30,6 +31,7 @@ class Job:
     model: ServedModel
     audiences: frozenset[str] | None
     max_tokens: int | None
+    caller: str = ""  # who asked, for the audit log: key:<name>
 
 
 def split_conversation(messages: Sequence[ChatMessage], field: str = "messages") -> tuple[str, tuple[Turn, ...]]:
@@ -56,7 +58,7 @@ def prepare(ctx: ApiContext, request: Request, key: ApiKey, *, question: str, hi
     request.state.question_chars = len(question)
     if serve.log_questions:
         request.state.question = question
-    return Job(question, history, model, caller, max_tokens)
+    return Job(question, history, model, caller, max_tokens, caller=f"key:{key.name}")
 
 
 def _kwargs(job: Job, cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -106,7 +108,8 @@ def start_stream(ctx: ApiContext, job: Job) -> tuple[GenerationStream, Slot]:
         ctx.metrics.queue_wait.observe(slot.waited_s)
         ctx.host.maybe_refresh()
         answerer = ctx.host.answerer(job.model)
-        return call_supported(answerer.stream, job.question, **_kwargs(job, cancel))
+        items = call_supported(answerer.stream, job.question, **_kwargs(job, cancel))
+        return audited(items, audit_log_for(ctx.settings), Caller(who=job.caller, channel="api", audiences=job.audiences))
 
     return GenerationStream(slot, make_iter), slot
 

@@ -95,6 +95,16 @@ def _build(kb: Optional[Path], config: Optional[Path], adapter: Optional[str], e
     return build_answerer(settings, adapter=adapter)
 
 
+def _audited(items, kb: Optional[Path], config: Optional[Path], audiences: frozenset[str] | None):
+    """The answer stream, logged in the audit log as the local CLI user (access.audit_log)."""
+    import getpass
+
+    from slm.audit import Caller, audit_log_for, audited
+
+    caller = Caller(who=f"cli:{getpass.getuser()}", channel="cli", audiences=audiences)
+    return audited(items, audit_log_for(settings_from(kb, config)), caller)
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -117,7 +127,8 @@ def ask(
         items = answerer.stream_closed_book(question) if hasattr(answerer, "stream_closed_book") else iter(
             [answerer.answer_closed_book(question)])
     else:
-        items = answerer.stream(question, audiences=parse_audiences(audience), k=k)
+        audiences = parse_audiences(audience)
+        items = _audited(answerer.stream(question, audiences=audiences, k=k), kb, config, audiences)
     if as_json:
         final = [i for i in items if not isinstance(i, str)][-1]
         typer.echo(_answer_json(final))
@@ -156,7 +167,8 @@ def chat(
             typer.secho("(conversation forgotten)", dim=True)
             continue
         sys.stdout.write("slm> ")
-        final = _emit(answerer.stream(question, history=history, audiences=audiences), stream=True)
+        final = _emit(_audited(answerer.stream(question, history=history, audiences=audiences), kb, config, audiences),
+                      stream=True)
         print_sources(final)
         history += [Turn("user", question), Turn("assistant", final.text)]
 

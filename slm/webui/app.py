@@ -15,6 +15,7 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from slm.audit import Caller, audit_log_for, record_answer
 from slm.config import Settings
 from slm.errors import AccessDenied, ConfigError
 from slm.feedback import FeedbackStore
@@ -99,6 +100,8 @@ def build_app(
     refresh = getattr(parts.kb, "reload_if_changed", None)
     controller = ChatController(parts.answerer, parts.feedback, refresh=refresh)
     ui, access = settings.ui, settings.access
+    # Answers from the real KB are audited (access.audit_log); injected test parts are not.
+    audit = audit_log_for(settings) if parts.kb is not None else None
     default_k = max(1, settings.answering.passages)
     can_rerank = bool(settings.retrieval.reranker)
 
@@ -114,9 +117,13 @@ def build_app(
             yield gr.skip(), gr.skip(), entries, gr.skip(), "Log in first."
             return
         first = True
+        before = len(entries or [])
         for view in controller.ask(
             question, entries or [], audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
         ):
+            if len(view.entries) > before and view.entries[-1].answer is not None:  # the final view
+                record_answer(audit, Caller(who=viewer.user, channel="ui", audiences=viewer.audiences),
+                              view.entries[-1].answer)
             # The question box empties as soon as the question is taken.
             sources_update = gr.skip() if view.sources is None else view.sources
             yield view.messages, sources_update, view.entries, ("" if first else gr.skip()), view.status
