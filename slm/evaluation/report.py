@@ -164,7 +164,8 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
     qa, kb = summary["qa"], summary["kb"]
     overview = Table("Overview", ["", ""], [
         ["questions", f"{qa['questions']} ({qa['answerable']} answerable, {qa['unanswerable']} unanswerable)"],
-        ["question files", ", ".join(f"{Path(f['path']).name} ({f['loaded']} loaded, {f['bad']} bad)" for f in qa["files"])],
+        ["question files", ", ".join(f"{Path(f['path']).name} ({f['loaded']} loaded, {f['bad']} bad)" for f in qa["files"])
+         + (f"; first {summary['settings']['limit_per_file']} of each used" if summary["settings"].get("limit_per_file") else "")],
         ["knowledge base", f"{kb.get('path')} — {kb.get('documents')} documents, {kb.get('chunks')} chunks, embedder {kb.get('embedder')}"],
         ["audience", ", ".join(summary["audience"]) if summary["audience"] is not None else "all (trusted)"],
         ["generation", f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"],
@@ -202,7 +203,8 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
             "Differences vs the baseline (paired bootstrap over the same questions)",
             ["variant", "baseline", "metric", "difference", "95% CI", "p", "verdict"],
             [[d.a, d.b, METRICS[d.metric].label if d.metric in METRICS else d.metric, _signed(d.diff),
-              f"[{_signed(d.low)}, {_signed(d.high)}]", _num(d.p_value), d.verdict] for d in diffs],
+              f"[{_signed(d.low)}, {_signed(d.high)}]", _p(d.p_value, summary["settings"].get("resamples")),
+              d.verdict] for d in diffs],
             "'real': the 95% interval of the difference excludes zero; 'noise': it does not.",
         ))
     examples = _example_rows(run, gen)
@@ -213,6 +215,14 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
             "All questions and variants: per_question.jsonl.",
         ))
     return tables
+
+
+def _p(value: float | None, resamples: int | None) -> str:
+    if value is None:
+        return "n/a"
+    if value == 0 and resamples:
+        return f"<{1 / resamples:.4f}"
+    return f"{value:.3f}"
 
 
 def _signed(value: float | None) -> str:

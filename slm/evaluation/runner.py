@@ -246,6 +246,10 @@ def run_eval(
     questions, notes = prepare_questions(examples, kb.documents() if documents is None else documents, audiences)
     run = EvalRun(questions, list(specs), options, audiences, notes=notes, started=started)
     base_retriever = kb.retriever()
+    try:  # load the embedder (and indexes) now, so the first question's latency is not a load time
+        base_retriever.retrieve("warm up", k=1, audiences=audiences)
+    except SlmError:
+        pass
     retrievers: dict[RetrievalSetting, CachedRetriever] = {}
     for setting in retrieval_settings(specs):
         t0 = time.perf_counter()
