@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.abstention import evidence_score, is_abstention
-from slm.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations, strip_markers
+from slm.citations import MarkerFilter, attribute, best_snippet, nearest_sources, parse_citations, strip_markers
 from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
 from slm.errors import SlmError
 from slm.generation import Generator
@@ -142,6 +142,11 @@ class Answerer(_Base):
             raise AccessDenied("the model was tuned on documents this caller may not see, and no base model is configured")
         return self._base_factory()
 
+    def use_demo(self, generator: Generator) -> bool:
+        """Whether the prompt starts with the worked example (see AnsweringSettings.demo)."""
+        mode = self.answering.demo
+        return mode == "always" or (mode == "auto" and getattr(generator, "adapter", None) is None)
+
     # ------------------------------------------------------------ conversation
 
     def history_for_prompt(self, history: Sequence[Turn]) -> list[Turn]:
@@ -189,7 +194,11 @@ class Answerer(_Base):
             yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
             return
         messages = build_messages(
-            query, [h.chunk for h in passages], self.history_for_prompt(history), self.answering.max_passage_chars
+            query,
+            [h.chunk for h in passages],
+            self.history_for_prompt(history),
+            self.answering.max_passage_chars,
+            demo=self.use_demo(generator),
         )
         markers = MarkerFilter(len(passages))
         parts: list[str] = []
@@ -209,6 +218,8 @@ class Answerer(_Base):
             parts.append(tail)
             yield tail
         text, citations = parse_citations("".join(parts), passages)
+        if not citations and self.answering.attribute_uncited:
+            text, citations = parse_citations(attribute(text, passages, query), passages)
         timings = Timings(
             retrieval_s=retrieval_s,
             first_token_s=first_token_s,

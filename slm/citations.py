@@ -144,6 +144,33 @@ def parse_citations(text: str, passages: Sequence[Hit]) -> tuple[str, tuple[Cita
     return clean, citations
 
 
+def _insert_marker(sentence: str, number: int) -> str:
+    body = sentence.rstrip()
+    tail = sentence[len(body):]
+    end = len(body.rstrip(".!?"))
+    return f"{body[:end]} [{number}]{body[end:]}{tail}"
+
+
+def attribute(text: str, passages: Sequence[Hit], question: str = "", *, min_share: float = 0.6) -> str:
+    """Add [n] after each unmarked answer sentence whose new words (not the question's) mostly occur in
+    passage n: attribution checked by overlap, for models that answer from a passage but forget to cite it."""
+    asked = _words(question)
+    out = []
+    for sentence in _SENTENCE_RE.findall(text):
+        novel = _words(sentence) - asked
+        if MARKER_RE.search(sentence) or len(novel) < 2:
+            out.append(sentence)
+            continue
+        best, best_shared = 0, 0
+        for n, hit in enumerate(passages, start=1):
+            shared = len(novel & _words(hit.chunk.text))
+            if shared > best_shared:
+                best, best_shared = n, shared
+        supported = best and best_shared >= 2 and best_shared / len(novel) >= min_share
+        out.append(_insert_marker(sentence, best) if supported else sentence)
+    return "".join(out)
+
+
 def nearest_sources(passages: Sequence[Hit], reference: str, limit: int = 3) -> tuple[Citation, ...]:
     """Citations for the closest passages, for answers that abstain but still point somewhere."""
     return tuple(citation_for(i, hit, reference) for i, hit in enumerate(passages[:limit], start=1))

@@ -86,6 +86,10 @@ class AnsweringSettings:
     # Abstain when the best passage's evidence score is below this; calibrated by `slm calibrate`.
     min_evidence: float = 0.35
     history_turns: int = 4
+    # When the model cites nothing, add [n] after sentences whose words a passage clearly contains.
+    attribute_uncited: bool = True
+    # Show the model a worked example first: auto = only for a base model without adapter; always; never.
+    demo: str = "auto"
 
 
 @dataclass

@@ -60,14 +60,40 @@ def format_user_message(question: str, passages: Sequence[Chunk], max_passage_ch
     return f"Passages:\n{blocks}\n\nQuestion: {question.strip()}"
 
 
+# A worked example shown to an untuned model before the real question: small models imitate a
+# demonstration far better than they follow instructions. Tuned adapters learn the format and skip it.
+DEMO_PASSAGES = (
+    Chunk(id="demo::0000", doc_id="demo", start=0, end=0, title="Office guide", section=("Parking",),
+          text="Parking permits are issued by the front desk. Visitors park in the east lot."),
+    Chunk(id="demo::0001", doc_id="demo", start=0, end=0, title="Office guide", section=("Cafeteria",),
+          text="The cafeteria is on the second floor. It serves lunch from 11:30 to 14:00 on weekdays."),
+)
+DEMO_QUESTION = "When does the cafeteria serve lunch?"
+DEMO_ANSWER = "The cafeteria serves lunch from 11:30 to 14:00 on weekdays [2]."
+
+
+def demo_messages(max_passage_chars: int = 900) -> list[dict[str, str]]:
+    """The worked example as one user/assistant exchange."""
+    return [
+        {"role": "user", "content": format_user_message(DEMO_QUESTION, DEMO_PASSAGES, max_passage_chars)},
+        {"role": "assistant", "content": DEMO_ANSWER},
+    ]
+
+
 def build_messages(
     question: str,
     passages: Sequence[Chunk],
     history: Sequence[Turn] = (),
     max_passage_chars: int = 900,
+    demo: bool = False,
 ) -> list[dict[str, str]]:
-    """Chat messages for a question over numbered passages (1-based, in the order given)."""
+    """Chat messages for a question over numbered passages (1-based, in the order given).
+
+    `demo=True` puts the worked example first (serving an untuned base model); training leaves it out.
+    """
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    if demo:
+        messages += demo_messages(max_passage_chars)
     for turn in history:
         messages.append({"role": turn.role, "content": turn.content})
     messages.append({"role": "user", "content": format_user_message(question, passages, max_passage_chars)})

@@ -194,3 +194,28 @@ def test_extractive_answerer_quotes_the_top_passage():
     assert "25 days" in answer.text and answer.citations[0].doc_id == "leave"
     weak = ExtractiveAnswerer(ListRetriever(list(CHUNKS)), AnsweringSettings(min_evidence=0.99), RetrievalSettings())
     assert weak.answer("quantum chromodynamics").abstained
+
+
+def test_uncited_answer_gets_markers_only_where_a_passage_supports_it():
+    answerer, _, _ = _answerer("Refunds are accepted within 30 days of purchase with a receipt.")
+    answer = answerer.answer("What is the refund deadline?")
+    assert answer.text.endswith("with a receipt [1].") or answer.text.endswith("with a receipt [2].")
+    assert [c.doc_id for c in answer.citations] == ["refunds"] and not answer.uncited
+    answerer, _, _ = _answerer("Refunds are handled by the moon council.")
+    assert answerer.answer("What is the refund deadline?").uncited
+    off = Answerer(ListRetriever(list(CHUNKS)), ScriptedGenerator("Refunds are accepted within 30 days of purchase."),
+                   AnsweringSettings(min_evidence=0.1, attribute_uncited=False), RetrievalSettings(), GenerationSettings())
+    assert off.answer("What is the refund deadline?").uncited
+
+
+@pytest.mark.parametrize("mode,adapter,shown", [("auto", None, True), ("auto", "v1", False),
+                                                 ("never", None, False), ("always", "v1", True)])
+def test_worked_example_is_shown_to_untuned_models(mode, adapter, shown):
+    from slm.prompting import DEMO_ANSWER
+
+    gen = ScriptedGenerator("Refunds take 30 days [1].", adapter=adapter)
+    answerer = Answerer(ListRetriever(list(CHUNKS)), gen, AnsweringSettings(min_evidence=0.1, demo=mode),
+                        RetrievalSettings(), GenerationSettings())
+    answerer.answer("refunds days")
+    assert ({"role": "assistant", "content": DEMO_ANSWER} in gen.calls[0]) is shown
+    assert gen.calls[0][-1]["content"].endswith("Question: refunds days")

@@ -87,3 +87,16 @@ def test_snippet_ignores_line_wrapping_and_prefers_the_sentence_sharing_most_wor
     start, end = best_snippet(text, "How many days do customers have to return a product?")
     assert text[start:].startswith("A customer may return any product within 30 days")
     assert "\n\n" not in text[start:end]
+
+
+def test_attribution_marks_only_sentences_a_passage_supports(passages):
+    from slm.citations import attribute
+
+    text = ("You need a receipt for every refund, it is required. Refunds take 90 days by carrier pigeon.\n"
+            "Annual leave is twenty-five days, requested in the HR portal.")
+    marked = attribute(text, passages, question="What about refunds?")
+    assert "You need a receipt for every refund, it is required [1]." in marked
+    assert "Refunds take 90 days by carrier pigeon." in marked  # its new words are in no passage
+    assert "HR portal [2]." in marked
+    # a sentence that only repeats the question's words is not evidence of anything
+    assert attribute("Refunds are accepted.", passages, question="Are refunds accepted?") == "Refunds are accepted."
