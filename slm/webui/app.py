@@ -148,6 +148,11 @@ def build_app(
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         return controller.rate(entries or [], int(index) // 2, "up" if data.liked else "down", user=viewer.user)
 
+    def on_select(entries: list[Entry], data: gr.SelectData):
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        panel = controller.sources_at(entries or [], int(index))
+        return gr.skip() if panel is None else panel
+
     def new_conversation():
         return [], render.sources_html(None), [], ""
 
@@ -174,7 +179,8 @@ def build_app(
                     height=460,
                     sanitize_html=True,
                     feedback_options=("Like", "Dislike"),
-                    placeholder="Ask a question about the company's documents. Answers cite their sources.",
+                    placeholder="Ask a question about the company's documents. Answers cite their sources; "
+                    "click an earlier answer to see its sources again.",
                 )
                 with gr.Row():
                     question = gr.Textbox(
@@ -212,6 +218,7 @@ def build_app(
         up.click(rate("up"), [entries_state, comment], [status, comment])
         down.click(rate("down"), [entries_state, comment], [status, comment])
         chatbot.like(on_like, [entries_state], [status])
+        chatbot.select(on_select, [entries_state], [sources])  # click an earlier answer: its sources
         clear.click(new_conversation, None, [chatbot, sources, entries_state, status])
         chatbot.clear(new_conversation, None, [chatbot, sources, entries_state, status])
         blocks.load(who, None, signed_in)

@@ -136,6 +136,14 @@ class ChatController:
         yield ChatView(messages_of(entries), self.sources_for(entries), entries, "")
 
     @staticmethod
+    def sources_at(entries: Sequence[Entry], message_index: int) -> str | None:
+        """The sources panel for the answer at chat message `message_index` (either message of an entry)."""
+        index = message_index // 2
+        if 0 <= index < len(entries) and entries[index].answer is not None:
+            return render.sources_html(entries[index].answer)
+        return None
+
+    @staticmethod
     def sources_for(entries: Sequence[Entry]) -> str:
         latest = next((e.answer for e in reversed(entries) if e.answer is not None), None)
         return render.sources_html(latest)

@@ -97,3 +97,12 @@ def test_refresh_runs_before_each_question():
     run(controller, "annual leave?")
     run(controller, "carry over?")
     assert calls == [1, 1]
+
+
+def test_sources_of_an_earlier_answer():
+    controller = ChatController(FakeAnswerer(), MemoryFeedback())
+    entries = run(controller, "annual leave?")[-1].entries
+    entries = run(controller, "zzz qqq?", entries)[-1].entries  # abstains: no sources
+    assert "Leave policy" in controller.sources_at(entries, 1) and "Leave policy" in controller.sources_at(entries, 0)
+    assert "No sources were found" in controller.sources_at(entries, 3)
+    assert controller.sources_at(entries, 9) is None

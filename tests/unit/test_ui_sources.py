@@ -61,8 +61,15 @@ def server(ui: UISettings | None = None, library=None) -> TestClient:
     return TestClient(app, client=("127.0.0.1", 50000))
 
 
-def test_route_serves_chunks_by_id_with_a_strict_policy():
-    client = server()
+@pytest.fixture(scope="module")
+def local():
+    """One server (no login, loopback client) and its library, shared by the route tests below."""
+    library = FakeLibrary()
+    return server(library=library), library
+
+
+def test_route_serves_chunks_by_id_with_a_strict_policy(local):
+    client, _ = local
     response = client.get("/source/policies%2Fleave.md%3A%3A0001", params={"start": LEAVE[1].start + 3, "end": LEAVE[1].start + 20})
     assert response.status_code == 200
     assert "script-src" not in response.headers["content-security-policy"]
@@ -83,9 +90,10 @@ def test_route_serves_chunks_by_id_with_a_strict_policy():
         "/source/C:%5Cwindows%5Cwin.ini",
     ],
 )
-def test_route_never_opens_paths(path):
-    lib = FakeLibrary()
-    response = server(library=lib).get(path)
+def test_route_never_opens_paths(local, path):
+    client, lib = local
+    lib.asked.clear()
+    response = client.get(path)
     assert response.status_code == 404
     assert "root:" not in response.text
     assert all(not i.startswith("policies::") for i in lib.asked)
