@@ -42,6 +42,7 @@ class QuestionPolicy:
     max_answer_chars: int = 420
     min_answer_chars: int = 40
     max_passage_chars: int = 900  # answers come from the part of the chunk the prompt shows
+    question_context_chars: int = 700  # how much of the chunk the teacher reads to write a question
     min_chunk_chars: int = 200
     teacher_answers: bool = False  # ask the teacher for the answer too (strong endpoint teachers)
     min_answer_support: float = 0.7  # share of a teacher answer's content words found in the chunk
@@ -282,8 +283,8 @@ def generate_examples(
         replies = [""] * len(group)
         if teacher is not None:
             replies = teacher.complete_many(
-                [question_messages(c, questions_per_chunk, policy.max_passage_chars) for c in group],
-                max_new_tokens=40 * questions_per_chunk,
+                [question_messages(c, questions_per_chunk, policy.question_context_chars) for c in group],
+                max_new_tokens=32 * questions_per_chunk,
             )
         pending: list[tuple[str, Chunk]] = []
         for chunk, reply in zip(group, replies):
