@@ -7,7 +7,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Callable, Iterator, Mapping, Sequence
 
 from slm.errors import KnowledgeBaseError, SlmError
 from slm.types import Answer, Citation
@@ -47,6 +47,7 @@ class FeedbackRecord:
     citations: tuple[Citation, ...]
     model: str
     adapter: str | None
+    read_docs: tuple[str, ...] | None = None  # documents the answer read or cited (None: rated before this was kept)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -69,6 +70,9 @@ class FeedbackStore:
             raise KnowledgeBaseError(f"knowledge base folder not found: {self.path.parent}; run `slm ingest` first")
         with self._connect() as conn:
             conn.execute(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+            if "read_docs" not in columns:  # added for audience-filtered exports; older rows keep NULL
+                conn.execute("ALTER TABLE feedback ADD COLUMN read_docs TEXT")
 
     @classmethod
     def for_kb(cls, kb_path: Path) -> "FeedbackStore":
@@ -87,12 +91,13 @@ class FeedbackStore:
         if rating not in RATINGS:
             raise SlmError(f"rating must be one of {', '.join(RATINGS)}, not {rating!r}")
         citations = json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False)
+        read_docs = list(dict.fromkeys([h.chunk.doc_id for h in answer.passages] + [c.doc_id for c in answer.citations]))
         conn = self._connect()
         try:
             with conn:
                 cursor = conn.execute(
                     "INSERT INTO feedback(created, user, rating, comment, question, answer, abstained, citations,"
-                    " model, adapter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " model, adapter, read_docs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         time.time(),
                         user,
@@ -104,6 +109,7 @@ class FeedbackStore:
                         citations,
                         answer.model,
                         answer.adapter,
+                        json.dumps(read_docs, ensure_ascii=False),
                     ),
                 )
             return int(cursor.lastrowid)
@@ -115,7 +121,8 @@ class FeedbackStore:
         conn = self._connect()
         try:
             sql = (
-                "SELECT id, created, user, rating, comment, question, answer, abstained, citations, model, adapter"
+                "SELECT id, created, user, rating, comment, question, answer, abstained, citations, model, adapter,"
+                " read_docs"
                 " FROM feedback"
             )
             params: Sequence = ()
@@ -135,14 +142,34 @@ class FeedbackStore:
                     citations=tuple(_citation_from(c) for c in json.loads(row[8])),
                     model=row[9],
                     adapter=row[10],
+                    read_docs=tuple(json.loads(row[11])) if row[11] is not None else None,
                 )
         finally:
             conn.close()
 
-    def export_jsonl(self, out: IO[str]) -> int:
-        """Write one JSON object a line; returns how many."""
+    def export_jsonl(self, out: IO[str], *, visible: Callable[[FeedbackRecord], bool] | None = None) -> int:
+        """Write one JSON object a line (only records `visible` accepts, when given); returns how many."""
         n = 0
         for record in self.records():
+            if visible is not None and not visible(record):
+                continue
             out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
             n += 1
         return n
+
+
+def visible_to(audiences: frozenset[str] | None, doc_audiences: Mapping[str, Sequence[str]]) -> Callable[[FeedbackRecord], bool]:
+    """A filter for exports to people with `audiences`: a record passes only when every document it read
+    or cited still exists in the KB (`doc_audiences`: doc id -> labels) and is visible to them. Records
+    rated before documents were kept pass only for trusted exports (audiences None)."""
+    from slm.access import can_see
+
+    def check(record: FeedbackRecord) -> bool:
+        if audiences is None:
+            return True
+        if record.read_docs is None:
+            return False
+        docs = set(record.read_docs) | {c.doc_id for c in record.citations}
+        return all(doc in doc_audiences and can_see(doc_audiences[doc], audiences) for doc in docs)
+
+    return check

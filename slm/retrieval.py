@@ -93,7 +93,7 @@ class HybridRetriever:
             reranker = self.reranker()
             depth_r = max(k, min(len(order), self.settings.rerank_candidates))
             head = order[:depth_r]
-            chunks = self._chunks(index, head)
+            chunks = self._chunks(index, head, audiences)
             from slm.ingest import index_text
 
             scores = reranker.score(query, [index_text(chunks[p]) for p in head if p in chunks])
@@ -101,7 +101,7 @@ class HybridRetriever:
             order = sorted(rerank_of, key=lambda p: -rerank_of[p])
 
         top = order[: k * 2]  # a little slack for chunks deleted since this generation was loaded
-        chunks = self._chunks(index, top)
+        chunks = self._chunks(index, top, audiences)
         top = [p for p in top if p in chunks][:k]
         cosines = index.dense.vectors(np.asarray(top, dtype=np.int64)) @ query_vector if top else []
         hits = []
@@ -119,7 +119,11 @@ class HybridRetriever:
             )
         return hits
 
-    def _chunks(self, index, positions: list[int]) -> dict:
+    def _chunks(self, index, positions: list[int], audiences: frozenset[str] | None) -> dict:
+        """Chunks by index position, as the store holds them now. The store's labels are checked again:
+        a process still on an older index generation must not serve a chunk re-labelled since."""
+        from slm.access import can_see
+
         ids = [index.chunk_ids[p] for p in positions]
-        by_id = {c.id: c for c in self.kb.get_chunks(ids)}
+        by_id = {c.id: c for c in self.kb.get_chunks(ids) if can_see(c.audiences, audiences)}
         return {p: by_id[index.chunk_ids[p]] for p in positions if index.chunk_ids[p] in by_id}

@@ -15,11 +15,32 @@ log = logging.getLogger(__name__)
 EXTRACTIVE_BACKEND = "extractive"  # generation.backend value for the no-model baseline
 
 
+# The audiences recorded for an adapter nobody knows the training documents of (no or empty record):
+# no caller holds "*" (a `*` API key is trusted, audiences None), so only trusted callers get it.
+TRUSTED_ONLY: tuple[str, ...] = ("*",)
+
+
 @dataclass(frozen=True)
 class ResolvedAdapter:
     path: Path
     label: str  # registry version ("v3") or the folder
     audiences: tuple[str, ...] = ()  # the audiences of the documents it was trained on (registry only)
+
+    @property
+    def serving_audiences(self) -> tuple[str, ...]:
+        """Labels a caller must all hold to be served this adapter (see TRUSTED_ONLY)."""
+        return self.audiences or TRUSTED_ONLY
+
+
+def _recorded_audiences(folder: Path) -> tuple[str, ...]:
+    """The audiences in a registry-style `info.json` beside the adapter, if the folder has one."""
+    import json
+
+    try:
+        info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return tuple(str(a) for a in info.get("audiences", ()) or ()) if isinstance(info, dict) else ()
 
 
 def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> ResolvedAdapter | None:
@@ -32,7 +53,7 @@ def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = Non
         return None
     if wanted is not None and Path(wanted).expanduser().is_dir():
         path = Path(wanted).expanduser()
-        return ResolvedAdapter(path, str(path))
+        return ResolvedAdapter(path, str(path), _recorded_audiences(path))
     registry = _registry(kb_path)
     if wanted is not None:
         if registry is None:
@@ -109,7 +130,7 @@ def build_answerer(
         generator = load_generator(settings.generation, resolved.path if resolved else None)
         if resolved is not None:
             generator.adapter = resolved.label
-            adapter_audiences = resolved.audiences or None
+            adapter_audiences = resolved.serving_audiences
     return Answerer(
         retriever,
         generator,

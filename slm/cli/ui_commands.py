@@ -37,20 +37,35 @@ def ui_command(
 @feedback_app.command("export")
 def feedback_export_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file to write (default: stdout)."),
+    audience: Optional[str] = typer.Option(
+        None, "--audience", help="Export only ratings of answers whose documents these audiences may see (comma list)."
+    ),
     kb: Optional[Path] = KbOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Dump every rating (question, answer, citations, model, user, time) as one JSON object a line."""
-    from slm.feedback import FeedbackStore
+    from slm.cli.common import parse_audiences
+    from slm.feedback import FeedbackStore, visible_to
 
     settings = settings_from(kb, config)
     store = FeedbackStore.for_kb(settings.kb)
+    audiences = parse_audiences(audience)
+    visible = None
+    if audiences is not None:
+        from slm.store import Store
+
+        kb_store = Store(settings.kb / "store.sqlite")
+        try:
+            docs = kb_store.documents()
+        finally:
+            kb_store.close()
+        visible = visible_to(audiences, {d.id: d.audiences for d in docs})
     if out is None:
-        count = store.export_jsonl(sys.stdout)
+        count = store.export_jsonl(sys.stdout, visible=visible)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as handle:
-            count = store.export_jsonl(handle)
+            count = store.export_jsonl(handle, visible=visible)
         tmp.replace(out)
     typer.echo(f"exported {count} feedback record(s)" + (f" to {out}" if out else ""), err=True)

@@ -97,7 +97,7 @@ class ModelAnswererFactory:
             retrieval,
             self.generation,
             min_evidence=threshold,
-            adapter_audiences=(resolved.audiences or None) if resolved else None,
+            adapter_audiences=resolved.serving_audiences if resolved else None,
             base_generator=lambda: self.generator(None, None),
         )
         identity = ModelIdentity(

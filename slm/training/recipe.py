@@ -215,7 +215,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             notes.append(f"{skipped} example(s) skipped: gold chunk not visible or no distractors")
         _write_raft(raft, run_dir / RAFT_FILE)
         used = {c.id for r in raft for c in r.passages}
-        audiences = tuple(sorted({a for cid in used for a in chunks_by_id[cid].audiences}))
+        audiences = training_audiences([chunks_by_id[cid] for cid in used], options.audiences)
 
         # 5. student + tokenised examples (the serving prompt template, loss on answer tokens only)
         if student is None:
@@ -290,6 +290,19 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     finally:
         if own_kb:
             kb.close()
+
+
+def training_audiences(chunks: Sequence[Chunk], caller: frozenset[str] | None) -> tuple[str, ...]:
+    """The labels a caller must all hold to be served the adapter: whoever holds them may see every
+    training document. A document without labels adds "*" (trusted callers only). Trained for a
+    caller (`--audience public`), the caller's own labels that the documents carry are enough."""
+    groups = {tuple(label.lower() for label in c.audiences) for c in chunks}
+    labels = {label for group in groups for label in group} | ({"*"} if () in groups else set())
+    if caller is not None:
+        narrowed = labels & {label.strip().lower() for label in caller}
+        if narrowed and all(set(group) & narrowed for group in groups):
+            return tuple(sorted(narrowed))
+    return tuple(sorted(labels))
 
 
 def _train_dtype():
