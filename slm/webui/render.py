@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Sequence
 from urllib.parse import quote, urlencode
 
 from slm.citations import MARKER_RE, citation_for
