@@ -161,7 +161,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         )
         if exclude:
             notes.append(f"excluded {excluded} chunk(s) matching {', '.join(exclude)} from training data")
-        chunks_by_id = {c.id: c for c in visible if c.id not in _excluded_ids(visible, exclude)}
+        hidden = _excluded_ids(visible, exclude)
+        chunks_by_id = {c.id: c for c in visible if c.id not in hidden}
 
         # 3. QA data: reused on resume, user-supplied (refused if it leaks), or written by the teacher
         teacher = None
