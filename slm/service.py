@@ -141,3 +141,106 @@ def build_answerer(
         adapter_audiences=adapter_audiences,
         base_generator=lambda: _load_base(settings),
     )
+
+
+class LiveAnswerer:
+    """The served answerer that follows the knowledge base without a restart (UI, CLI chat, embedders).
+
+    Before a question (at most every `check_every` seconds) it switches the KB to an index generation
+    another process committed (`slm ingest`, `slm retrain`), and when the registry's promoted version
+    changed (promotion, `slm models rollback`) it builds the new answerer in the background and swaps
+    it in once loaded. A question already running keeps the answerer it started with, so nothing in
+    flight fails; a failed load keeps the previous answerer serving.
+    """
+
+    def __init__(self, settings: Settings, kb: Any, *, check_every: float = 1.0, background: bool = True,
+                 build: Any = None):
+        import threading
+
+        self.settings = settings
+        self.kb = kb
+        self.check_every = check_every
+        self.background = background
+        self._build = build or (lambda adapter: build_answerer(settings, kb=kb, adapter=adapter))
+        self._lock = threading.Lock()
+        self._serving = self._wanted()
+        self._current = self._build(self._serving or "base")
+        self._last_check = 0.0
+        self._switching = False
+
+    def _wanted(self) -> str | None:
+        """The registry version the service should serve now (None: the base model)."""
+        if self.settings.generation.adapter is not None:  # pinned by configuration: never follow
+            return self.settings.generation.adapter
+        try:
+            resolved = resolve_adapter(self.settings, Path(self.kb.path), None)
+        except (RegistryError, ModelLoadError) as exc:
+            log.warning("ignoring the adapter registry: %s", exc)
+            return self._serving if hasattr(self, "_serving") else None
+        return resolved.label if resolved else None
+
+    @property
+    def current(self) -> Any:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Pick up a new index and a newly promoted (or rolled back) adapter; True if anything changed."""
+        import threading
+        import time
+
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_check < self.check_every:
+                return False
+            self._last_check = now
+        changed = False
+        try:
+            changed = bool(self.kb.reload_if_changed())
+        except Exception:  # keep serving the index already loaded
+            log.exception("reloading the index failed; serving the previous one")
+        wanted = self._wanted()
+        with self._lock:
+            if wanted == self._serving or self._switching:
+                return changed
+            self._switching = True
+        if self.background:
+            threading.Thread(target=self._switch, args=(wanted,), name="slm-live-switch", daemon=True).start()
+            return changed
+        return self._switch(wanted) or changed
+
+    def _switch(self, wanted: str | None) -> bool:
+        try:
+            answerer = self._build(wanted or "base")
+            with self._lock:
+                self._current, self._serving = answerer, wanted
+            log.info("now serving %s", wanted or "the base model")
+            return True
+        except Exception:
+            log.exception("loading adapter %s failed; still serving %s", wanted, self._serving or "the base model")
+            return False
+        finally:
+            with self._lock:
+                self._switching = False
+
+    def answer(self, question: str, **kwargs: Any) -> Any:
+        self.refresh()
+        return self._current.answer(question, **kwargs)
+
+    def stream(self, question: str, **kwargs: Any) -> Any:
+        self.refresh()
+        answerer = self._current  # this question keeps it even if a switch lands meanwhile
+        yield from answerer.stream(question, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # model_name, adapter, answer_closed_book, retrieve, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._current, name)
+
+
+def build_live_answerer(settings: Settings, *, kb: Any | None = None, check_every: float = 1.0) -> LiveAnswerer:
+    """`build_answerer` that follows new index generations and promotions/rollbacks while serving."""
+    if kb is None:
+        from slm.kb import KnowledgeBase
+
+        kb = KnowledgeBase.open(Path(settings.kb), settings)
+    return LiveAnswerer(settings, kb, check_every=check_every)

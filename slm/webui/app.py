@@ -71,9 +71,9 @@ def build_parts(
 
         kb = KnowledgeBase.open(Path(settings.kb), settings)
     if answerer is None:
-        from slm.service import build_answerer
+        from slm.service import build_live_answerer
 
-        answerer = build_answerer(settings, kb=kb)
+        answerer = build_live_answerer(settings, kb=kb)  # follows new index generations and promotions
     if library is None and kb is not None:
         library = KBChunkLibrary(kb)
     if feedback is None:

@@ -1,0 +1,91 @@
+"""`slm retrain`: one pass of the retraining pipeline (or `--watch`, or `--history`); exit codes tell a
+scheduler what happened (0 nothing changed, 3 index only, 4 promoted, 5 rejected, 1 failed, 75 locked)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slm.cli.common import ConfigOption, KbOption, settings_from
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(retrain)
+
+
+def _pipeline():
+    """pipelines/retrain.py: importable when the repository root is on the path, else loaded from beside
+    the slm package (editable installs ship only `slm*`)."""
+    try:
+        return importlib.import_module("pipelines.retrain")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pipelines", "pipelines.retrain"):
+            raise
+    path = Path(__file__).resolve().parents[2] / "pipelines" / "retrain.py"
+    if not path.is_file():
+        from slm.errors import ConfigError
+
+        raise ConfigError("the retraining recipe (pipelines/retrain.py) is not installed with this copy of slm")
+    spec = importlib.util.spec_from_file_location("pipelines.retrain", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def retrain(
+    root: Optional[Path] = typer.Option(
+        None, "--root", help="Source folder of the documents (default: the folder the KB was last ingested from)."
+    ),
+    watch: bool = typer.Option(False, "--watch", help="Keep polling the source folder; run a pass on each change."),
+    history: bool = typer.Option(False, "--history", help="Print the reports of past runs and exit."),
+    qa: Optional[Path] = typer.Option(None, "--qa", help="Held-out QA JSONL the new adapter is gated on."),
+    force_train: bool = typer.Option(False, "--force-train", help="Train a new adapter even below the thresholds."),
+    interval: Optional[float] = typer.Option(None, "--interval", help="Seconds between polls (--watch)."),
+    limit: int = typer.Option(10, "--limit", help="How many runs --history prints."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    kb: Optional[Path] = KbOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Follow document changes: detect → re-ingest → retrain? → evaluate → promote? (see docs/retraining.md)."""
+    settings = settings_from(kb, config)
+    if history:
+        _print_history(settings, limit)
+        return
+    if qa is not None and not qa.is_file():
+        typer.secho(f"error: --qa {qa}: no such file", fg="red", err=True)
+        raise typer.Exit(2)
+    pipeline = _pipeline()
+    log = (lambda m: None) if quiet else (lambda m: typer.secho(m, dim=True, err=True))
+    if watch:
+        pipeline.watch(settings, root=root, interval=interval, log=lambda m: typer.secho(m, err=True),
+                       qa_file=qa, force_train=force_train, progress=not quiet)
+        return
+    record = pipeline.run_pass(settings, root=root, qa_file=qa, force_train=force_train, progress=not quiet, log=log)
+    for line in record.lines():
+        typer.echo(line)
+    raise typer.Exit(record.outcome.exit_code if record.outcome else 1)
+
+
+def _print_history(settings, limit: int) -> None:
+    from slm.kb import KnowledgeBase
+    from slm.retraining.history import RetrainHistory
+
+    with KnowledgeBase.open(Path(settings.kb), settings, check_embedder=False) as kb:
+        history = RetrainHistory(kb.store)
+        try:
+            runs = history.runs(limit)
+        finally:
+            history.close()
+    if not runs:
+        typer.echo("no retraining runs yet: run `slm retrain`")
+        return
+    for record in runs:
+        for line in record.lines():
+            typer.echo(line)
+        typer.echo("")

@@ -1,0 +1,6 @@
+"""Retraining: keep the knowledge base and the served adapter in step with changing documents, safely.
+
+`changes` (what changed, since when), `policy` (index only or a new adapter), `gate` (promote or reject),
+`lock` (one run at a time), `history` (run reports in the KB), `hooks` (test hooks to kill at a stage).
+The recipe that calls them in order is `pipelines/retrain.py`.
+"""
