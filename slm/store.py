@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._conn = self.connect()
+        self._local = threading.local()  # one connection per thread: servers call in from many
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
         with self.transaction() as conn:
             for statement in _SCHEMA.strip().split(";"):
                 if statement.strip():
@@ -120,7 +123,18 @@ class Store:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        return self._conn
+        """This thread's connection to the store."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.connect()
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -134,7 +148,11 @@ class Store:
         self._conn.execute("COMMIT")
 
     def close(self) -> None:
-        self._conn.close()
+        with self._guard:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
 
     # --- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

@@ -69,3 +69,26 @@ def test_log_and_meta(tmp_path):
     assert store.get_meta("root") == "/x"
     reopened = Store(tmp_path / "s.sqlite")  # schema creation is idempotent
     assert reopened.get_meta("root") == "/x"
+
+
+def test_threads_share_the_store(tmp_path):
+    import threading
+
+    store = Store(tmp_path / "s.sqlite")
+    _add_doc(store, "a.md", 5)
+    results, errors = [], []
+
+    def read():
+        try:
+            for _ in range(50):
+                results.append(len(store.get_chunks([f"a.md::{i:04d}" for i in range(5)])))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [5] * 200
+    store.close()
