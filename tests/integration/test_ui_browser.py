@@ -280,6 +280,12 @@ def test_login_and_audiences(server, page, kb_dir):
     response = page.request.get(f"{server}/source/{quote(hr_chunk_id(kb_dir), safe='')}")
     assert response.status == 404 and "Full-time employees" not in response.text()
 
+    # A question the documents cannot answer: the chat says so, and offers the nearest sources.
+    _, final = ask(page, "What is a good recipe for banana bread?")
+    assert "I don't know from the documents." in final
+    expect(page.locator("#sources")).to_contain_text("Nearest sources (not an answer)")
+    assert "hr/" not in page.locator("#sources").inner_html()
+
     # Without any login the source route refuses too.
     anonymous = page.context.browser.new_context()
     try:
