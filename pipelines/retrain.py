@@ -115,12 +115,15 @@ def run_pass(
             with stage("train"):
                 from slm.retraining.selection import held_out_set, training_selection
 
+                # --force-train with nothing pending: refresh on the whole corpus
+                learn = pending if not (pending.empty and force_train) else \
+                    ChangeSet(modified=tuple(d.id for d in kb.documents()))
                 reuse = _reusable_candidate(previous, registry, changes)
                 cutoff_now = reuse.data_cutoff if reuse and reuse.data_cutoff else time.time()
                 user_qa = Path(qa_file or cfg.qa_file) if (qa_file or cfg.qa_file) else None
-                held = held_out_set(kb, pending, run_dir, qa_file=user_qa, questions=cfg.eval_questions,
+                held = held_out_set(kb, learn, run_dir, qa_file=user_qa, questions=cfg.eval_questions,
                                     feedback=cfg.eval_feedback, seed=settings.training.seed)
-                selection = training_selection(kb, pending, held_out=held.chunk_ids, replay_ratio=cfg.replay_ratio,
+                selection = training_selection(kb, learn, held_out=held.chunk_ids, replay_ratio=cfg.replay_ratio,
                                                max_chunks=settings.training.max_chunks, seed=settings.training.seed)
                 record = history.update(record, data_cutoff=cutoff_now, train_chunks=len(selection.changed),
                                         replay_chunks=len(selection.replay), eval_questions=held.questions)
@@ -130,7 +133,7 @@ def run_pass(
                 elif not selection.changed:
                     record = history.update(record, policy=(*record.policy, "no changed chunk is long enough to "
                                                             "write training questions for: index only"))
-                    return finish(Outcome.INDEX)
+                    return finish(Outcome.NOTHING if changes.empty else Outcome.INDEX)
                 else:
                     candidate = _train(settings, kb, selection, held, previous, changes, trainer, progress, log)
                 record = history.update(record, candidate=candidate)

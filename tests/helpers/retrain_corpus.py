@@ -54,3 +54,26 @@ def retrain_settings(kb: Path, embedder: Path | str, lm: Path | str) -> Settings
     s.retrain.min_new_documents = 1
     s.retrain.tolerance = 0.5
     return s
+
+
+def answering_adapter(lm_dir: Path | str, folder: Path, word: str = " and") -> Path:
+    """A real LoRA adapter (bias only, last MLP) that steers the tiny random model to repeat `word`:
+    its answers are never empty, so it answers where the plain tiny model abstains."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    last = model.config.num_hidden_layers - 1
+    config = LoraConfig(r=1, lora_alpha=1, target_modules=["down_proj"], layers_to_transform=[last], lora_bias=True)
+    peft_model = get_peft_model(model, config)
+    direction = model.get_input_embeddings().weight.detach()[tokenizer.encode(word)[-1]]
+    for module in peft_model.modules():
+        if hasattr(module, "lora_B") and "default" in module.lora_B:
+            with torch.no_grad():
+                module.lora_A["default"].weight.zero_()
+                module.lora_B["default"].weight.zero_()
+                module.lora_B["default"].bias.copy_(direction / direction.norm() * 50)
+    peft_model.save_pretrained(folder)
+    return folder
