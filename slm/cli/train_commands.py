@@ -37,6 +37,10 @@ def train(
     ),
     gate_limit: Optional[int] = typer.Option(40, "--gate-limit", help="Questions the gate evaluates."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    prepare_only: bool = typer.Option(
+        False, "--prepare-only",
+        help="Stop after writing the tokenised data; run the loop elsewhere (python -m slm.training.prepared), then --resume.",
+    ),
     kb: Optional[Path] = KbOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -47,7 +51,7 @@ def train(
     options = TrainOptions(
         base=base, teacher=teacher, epochs=epochs, max_chunks=max_chunks, audiences=parse_audiences(audience),
         eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,
-        gate=gate, gate_limit=gate_limit, max_steps=max_steps,
+        gate=gate, gate_limit=gate_limit, max_steps=max_steps, prepare_only=prepare_only,
     )
     report = run_training(settings, options, log=lambda m: typer.secho(m, dim=True, err=True))
     typer.secho("\nTraining finished", bold=True)

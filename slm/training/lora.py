@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from slm.errors import TrainingError
 from slm.training.data import EncodedExample, collate, epoch_batches
 
+RESULT_FILE = "loop_result.json"
 ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TARGETS_BY_ARCH: dict[str, tuple[str, ...]] = {
     **{arch: ATTENTION_MLP for arch in ("llama", "gemma", "gemma2", "gemma3", "gemma3_text", "mistral",
@@ -71,6 +72,17 @@ class LoopResult:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def save(self, run_dir: Path) -> None:
+        data = asdict(self) | {"adapter_dir": self.adapter_dir.name, "losses": list(self.losses)}
+        (run_dir / RESULT_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "LoopResult":
+        data = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        data["adapter_dir"] = run_dir / data["adapter_dir"]
+        data["losses"] = tuple(data["losses"])
+        return cls(**data)
 
 
 # ------------------------------------------------------------------ model preparation
@@ -295,10 +307,11 @@ def train_lora(
     model.save_pretrained(tmp)
     shutil.rmtree(adapter_dir, ignore_errors=True)
     os.replace(tmp, adapter_dir)
-    (run_dir / "losses.json").write_text(json.dumps(losses), encoding="utf-8")
     model.eval()
-    return LoopResult(adapter_dir, step, total_steps, tokens, answer_tokens, seconds, tuple(losses), resumed_from,
-                      True, asdict(config))
+    result = LoopResult(adapter_dir, step, total_steps, tokens, answer_tokens, seconds, tuple(losses), resumed_from,
+                        True, asdict(config))
+    result.save(run_dir)
+    return result
 
 
 def _state(step, total_steps, n_examples, losses, optimizer, scheduler) -> dict:

@@ -40,6 +40,7 @@ class TrainOptions:
     gate: bool = False  # evaluate against the served version on eval_qa; promote only if better
     gate_limit: int | None = 40  # questions the gate evaluates (None: all)
     gate_tolerance: float = 0.01
+    prepare_only: bool = False  # stop after writing the tokenised data (train elsewhere, then --resume)
     max_steps: int | None = None
     progress: bool = True
     # Write questions only for these chunk ids (retraining: changed documents + a replay sample); None: all.
@@ -71,6 +72,9 @@ class TrainReport:
     generation: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
+        if not self.version:
+            return [f"prepared {self.examples} examples ({self.abstain_examples} abstain); nothing trained yet",
+                    f"data: sha256 {self.data_hash[:16]}…", f"run folder: {self.run_dir}", *self.notes]
         return [
             f"registered {self.version}" + (" (promoted)" if self.promoted else " (not promoted: `slm models promote "
                                               f"{self.version}`)"),
@@ -122,7 +126,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     from slm.registry import Registry
     from slm.training.data import encode_examples
     from slm.training.leakcheck import LeakGuard, read_eval_questions
-    from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
+    from slm.training.lora import LoopConfig, LoopResult, LoraSpec, attach_lora, default_target_modules, train_lora
+    from slm.training.prepared import loop_finished, read_plan, write_plan
     from slm.training.questions import (
         QuestionPolicy, file_sha256, generate_examples, read_examples, sample_chunks, write_examples,
     )
@@ -219,33 +224,47 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         audiences = training_audiences([chunks_by_id[cid] for cid in used], options.audiences)
 
         # 5. student + tokenised examples (the serving prompt template, loss on answer tokens only)
-        if student is None:
-            student = load_causal_lm(base, dtype=_train_dtype())
-        model, tokenizer = student
-        encoded, encode_stats = encode_examples(
-            raft, tokenizer, max_seq_len=cfg.max_seq_len, max_passage_chars=settings.answering.max_passage_chars
-        )
-        if encode_stats["too_long"] or encode_stats["distractors_dropped"]:
-            notes.append(f"fit to max_seq_len {cfg.max_seq_len}: {encode_stats['distractors_dropped']} distractor(s) "
-                         f"dropped, {encode_stats['too_long']} example(s) too long")
-        log(f"{len(encoded)} training examples, {sum(len(e.input_ids) for e in encoded)} tokens")
-
-        # 6. LoRA (+ token-level KD where the teacher shares the student's tokenizer)
         spec = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                         tuple(cfg.target_modules) if cfg.target_modules else None)
-        peft_model = attach_lora(model, spec, seed=cfg.seed)
-        distiller = None
-        if cfg.kd_weight > 0:
-            distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight)
-            notes.append(message)
         loop = LoopConfig(
             epochs=options.epochs or cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, schedule=cfg.lr_schedule, seed=cfg.seed,
             save_every=cfg.save_every, gradient_checkpointing=True, max_steps=options.max_steps,
         )
-        result = train_lora(peft_model, encoded, loop, run_dir, pad_id=tokenizer.pad_token_id,
-                            resume=options.resume, distiller=distiller, progress=options.progress)
-        tokenizer.save_pretrained(result.adapter_dir)  # so the adapter folder is self-describing
+        if options.resume and loop_finished(run_dir):  # the loop already ran (here, or on another machine)
+            result = LoopResult.load(run_dir)
+            plan = read_plan(run_dir)
+            n_encoded, targets = plan["examples"], plan["target_modules"]
+            log(f"the training loop of this run already finished ({result.steps} steps): registering it")
+        else:
+            if student is None:
+                student = load_causal_lm(base, dtype=_train_dtype())
+            model, tokenizer = student
+            encoded, encode_stats = encode_examples(
+                raft, tokenizer, max_seq_len=cfg.max_seq_len, max_passage_chars=settings.answering.max_passage_chars
+            )
+            if encode_stats["too_long"] or encode_stats["distractors_dropped"]:
+                notes.append(f"fit to max_seq_len {cfg.max_seq_len}: {encode_stats['distractors_dropped']} "
+                             f"distractor(s) dropped, {encode_stats['too_long']} example(s) too long")
+            n_encoded = len(encoded)
+            targets = list(spec.target_modules or default_target_modules(model))
+            write_plan(run_dir, encoded, base=base, lora=replace(spec, target_modules=tuple(targets)), loop=loop,
+                       pad_id=tokenizer.pad_token_id)
+            log(f"{len(encoded)} training examples, {sum(len(e.input_ids) for e in encoded)} tokens")
+            if options.prepare_only:
+                log(f"prepared: train with `python -m slm.training.prepared {run_dir}` (any machine), "
+                    "copy its adapter/ and loop_result.json back, then `slm train --resume`")
+                return _prepared_report(run_dir, n_encoded, raft, data_hash, audiences, notes, generation_stats,
+                                        started)
+
+            # 6. LoRA (+ token-level KD where the teacher shares the student's tokenizer)
+            peft_model = attach_lora(model, replace(spec, target_modules=tuple(targets)), seed=cfg.seed)
+            distiller = None
+            if cfg.kd_weight > 0:
+                distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight)
+                notes.append(message)
+            result = train_lora(peft_model, encoded, loop, run_dir, pad_id=tokenizer.pad_token_id,
+                                resume=options.resume, distiller=distiller, progress=options.progress)
 
         # 7. register (promote only when asked)
         info = {
@@ -255,7 +274,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             "data_hash": data_hash,
             "data_examples": len(examples),
             "training": {**asdict(cfg), **result.config, "max_passage_chars": settings.answering.max_passage_chars},
-            "lora": asdict(spec) | {"target_modules": list(peft_model.peft_config["default"].target_modules)},
+            "lora": asdict(spec) | {"target_modules": targets},
             "generation": generation_stats,
             "eval_qa": [str(p) for p in eval_files],
             "exclude_docs": list(exclude),
@@ -282,7 +301,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         losses = result.losses or (float("nan"),)
         return TrainReport(
             version=entry.version, promoted=promoted, run_dir=run_dir, adapter_dir=entry.path,
-            examples=len(encoded), abstain_examples=sum(r.gold is None for r in raft), tokens=result.tokens,
+            examples=n_encoded, abstain_examples=sum(r.gold is None for r in raft), tokens=result.tokens,
             answer_tokens=result.answer_tokens, tokens_per_second=result.tokens_per_second,
             train_seconds=result.seconds, wall_seconds=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(),
             steps=result.steps, loss_first=losses[0], loss_last=losses[-1], loss_min=min(losses),
@@ -348,3 +367,14 @@ def _write_raft(raft, path: Path) -> None:
         for r in raft:
             record = {"id": r.id, "question": r.question, "passages": [c.id for c in r.passages], "target": r.target}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _prepared_report(run_dir, n_encoded, raft, data_hash, audiences, notes, generation_stats, started) -> TrainReport:
+    return TrainReport(
+        version="", promoted=False, run_dir=run_dir, adapter_dir=run_dir / "adapter", examples=n_encoded,
+        abstain_examples=sum(r.gold is None for r in raft), tokens=0, answer_tokens=0, tokens_per_second=0.0,
+        train_seconds=0.0, wall_seconds=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(), steps=0,
+        loss_first=float("nan"), loss_last=float("nan"), loss_min=float("nan"), data_hash=data_hash,
+        audiences=audiences, notes=(*notes, "prepared only: no adapter trained or registered yet"),
+        generation=generation_stats,
+    )

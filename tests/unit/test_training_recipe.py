@@ -120,3 +120,19 @@ def test_promote_flag_serves_the_new_version(settings, tmp_path):
     report = run_training(settings, TrainOptions(teacher="none", max_steps=1, promote=True, progress=False), kb=kb,
                           log=lambda m: None)
     assert report.promoted and Registry(tmp_path / "kb" / "adapters").current().version == report.version
+
+
+def test_prepare_only_then_loop_elsewhere_then_resume_registers(settings, tmp_path):
+    from slm.training.prepared import train_prepared
+
+    kb = FakeKB(tmp_path / "kb")
+    prepared = run_training(settings, TrainOptions(teacher="none", prepare_only=True, progress=False), kb=kb,
+                            log=lambda m: None)
+    assert prepared.version == "" and prepared.steps == 0 and prepared.examples > 0
+    assert not (tmp_path / "kb" / "adapters").exists()  # nothing registered yet
+    loop = train_prepared(prepared.run_dir, progress=False)  # what the GPU box runs
+    assert loop.steps > 0
+    report = run_training(settings, TrainOptions(teacher="none", resume=True, progress=False), kb=kb,
+                          log=lambda m: None)
+    assert report.version == "v1" and report.steps == loop.steps and report.run_dir == prepared.run_dir
+    assert report.loss_first == loop.losses[0] and report.data_hash == prepared.data_hash
