@@ -335,7 +335,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     host = host or settings.ui.host
     port = port or settings.ui.port
     check_bind(settings.ui, host)
-    print(f"loading the knowledge base {settings.kb} and the model {settings.generation.model} …", file=sys.stderr, flush=True)
+    model = settings.generation.model if settings.generation.backend != "extractive" else "(extractive: no model)"
+    print(f"loading the knowledge base {settings.kb} and the model {model} …", file=sys.stderr, flush=True)
     app = create_server(settings)
     shown = f"[{host}]" if ":" in host else host
     mode = login_mode(settings.ui)
