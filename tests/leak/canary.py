@@ -161,10 +161,10 @@ def probes() -> list[str]:
     return out
 
 
-def source_probe_ids() -> list[str]:
-    """Source-route ids a caller could try: chunk ids, bare doc ids, traversal and odd spellings."""
+def source_probe_ids(hidden: Sequence[Secret]) -> list[str]:
+    """Source-route ids a caller could try for hidden documents: chunk ids, bare doc ids, traversal, odd spellings."""
     ids = []
-    for s in secrets():
+    for s in hidden:
         ids += [f"{s.doc_id}::{i:04d}" for i in range(3)]
         ids += [s.doc_id, f"../{s.doc_id}::0000", f"./{s.doc_id}::0000", f"{s.doc_id}::0", f"{s.doc_id.upper()}::0000",
                 f"{s.doc_id}%3A%3A0000", f"public/../{s.doc_id}::0000"]
@@ -175,7 +175,10 @@ def source_probe_ids() -> list[str]:
 
 def flatten_prompt(messages: Sequence[dict]) -> str:
     """The whole prompt on one line, with what the stop scanner would cut on disarmed, canaries intact."""
-    text = " ".join(f"{m['role']}| {m['content']}" for m in messages)
+    from slm.prompting import ABSTAIN_TEXT
+
+    # the instructions quote the abstention sentence: left in, every echo would read as an abstention
+    text = " ".join(f"{m['role']}| {m['content']}" for m in messages).replace(ABSTAIN_TEXT, "(the abstain sentence)")
     text = text.replace("<", "‹").replace(">", "›").replace("Question:", "Question -").replace("Passages:", "Passages -")
     return re.sub(r"\s+", " ", text)
 
