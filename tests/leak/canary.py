@@ -161,6 +161,13 @@ def probes() -> list[str]:
     return out
 
 
+def without_probes(text: str) -> str:
+    """`text` with every probe question taken out (what the caller typed is no leak)."""
+    for probe in probes():
+        text = text.replace(probe, " ")
+    return text
+
+
 def source_probe_ids(hidden: Sequence[Secret]) -> list[str]:
     """Source-route ids a caller could try for hidden documents: chunk ids, bare doc ids, traversal, odd spellings."""
     ids = []
