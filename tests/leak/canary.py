@@ -64,8 +64,7 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _strings(v)
-    elif value is not None:
-        yield str(value)
+    # numbers (scores, offsets) are not text: a score's digits must not read as a leaked fact
 
 
 def find_leaks(outputs: Any, hidden: Sequence[Secret], *, probe: str = "", where: str = "") -> list[Leak]:

@@ -12,7 +12,7 @@ from slm.access import can_see
 from tests.helpers.kb import write_doc
 from tests.leak.canary import CORPUS, canary_settings, find_leaks, hidden_from, ingest_canary
 
-QUERY = "The 2026 bonus pool is shared across all teams according to the performance ratings"
+POOL = "The 2026 bonus pool is shared across all teams according to the performance ratings"
 RESTRICTED_DOCS = 80  # more than retrieval.candidates below: a filter after the search would come back empty
 PUBLIC = frozenset({"public"})
 
@@ -22,8 +22,8 @@ def kb(tmp_path_factory, tiny_embedder_dir):
     base = tmp_path_factory.mktemp("access-retrieval")
     root = base / "corpus"
     shutil.copytree(CORPUS, root)
-    for i in range(RESTRICTED_DOCS):  # near copies of the query: they outrank every public chunk
-        write_doc(root, f"hr/pool-{i:03d}.md", f"Bonus pool note {i}", {"Pool": f"{QUERY}. Note {i}. {QUERY}."})
+    for i in range(RESTRICTED_DOCS):  # identical restricted documents; the query is their text, so they
+        write_doc(root, f"hr/pool-{i:03d}.md", "Bonus pool note", {"Pool": f"{POOL}. {POOL}."})  # outrank all
     for i in range(12):  # public chunks that share a word or two with the query
         write_doc(root, f"public/faq-{i:02d}.md", f"FAQ {i}", {"Answer": f"Question {i}: the staff bonus is yearly; "
                                                               f"returns take {i + 2} days at the warehouse."})
@@ -34,14 +34,22 @@ def kb(tmp_path_factory, tiny_embedder_dir):
     kb.close()
 
 
+@pytest.fixture(scope="module")
+def query(kb):
+    """Exactly what the embedder and BM25 indexed for the restricted copies (cosine 1 even for a random embedder)."""
+    from slm.chunking import context_text
+
+    return context_text(next(c for c in kb.all_chunks() if c.doc_id == "hr/pool-000.md"))
+
+
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 @pytest.mark.parametrize("k", [5, 10])
-def test_k_public_hits_although_restricted_chunks_rank_higher(kb, mode, k):
+def test_k_public_hits_although_restricted_chunks_rank_higher(kb, query, mode, k):
     retriever = kb.retriever()
-    trusted = retriever.retrieve(QUERY, k, mode=mode)
+    trusted = retriever.retrieve(query, k, mode=mode)
     # the premise: without a filter, restricted chunks fill the top k
     assert len(trusted) == k and all(h.chunk.audiences == ("hr",) for h in trusted)
-    visible = retriever.retrieve(QUERY, k, audiences=PUBLIC, mode=mode)
+    visible = retriever.retrieve(query, k, audiences=PUBLIC, mode=mode)
     assert len(visible) == k, f"{mode}: {len(visible)} of {k}"
     assert all(can_see(h.chunk.audiences, PUBLIC) for h in visible)
     assert len({h.chunk.id for h in visible}) == k
@@ -58,7 +66,7 @@ def test_each_audience_sees_only_its_own(kb, mode):
 
 def test_no_matching_label_no_results(kb):
     for audiences in (frozenset(), frozenset({"contractors"})):
-        assert kb.retriever().retrieve(QUERY, 5, audiences=audiences) == []
+        assert kb.retriever().retrieve(POOL, 5, audiences=audiences) == []
 
 
 def test_slm_search_with_audience_shows_only_visible_documents(kb, monkeypatch, capsys):
