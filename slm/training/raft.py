@@ -66,8 +66,8 @@ def build_raft_examples(
     """RAFT examples for QA examples whose gold chunk is known; returns (examples, skipped count).
 
     Distractors are retrieved for the question (hard negatives), never the gold chunk, a chunk
-    overlapping it, or any chunk that contains the answer text. Abstain examples also drop the
-    gold document's other chunks, so nothing shown answers the question.
+    overlapping it, or any chunk that contains the answer text. Abstain examples show passages
+    retrieved for a different question, minus the gold document, so nothing shown answers it.
     """
     from tqdm.auto import tqdm
 
@@ -84,7 +84,14 @@ def build_raft_examples(
         answer_key = normalise(example.answer)[:80]
         wanted = distractors + (1 if abstain else 0)
         pool: list[Chunk] = []
-        for candidate in retrieve(example.question, wanted + 8):
+        # Abstain examples show passages retrieved for another question: off-topic for this one. Passages
+        # retrieved for the question itself often still answer it from another document (the same topic is
+        # covered in several places), which would teach the model to abstain on answerable questions.
+        query = example.question
+        if abstain and len(examples) > 1:
+            other = rng.randrange(len(examples) - 1)
+            query = examples[other + (other >= index)].question
+        for candidate in retrieve(query, wanted + 8):
             if candidate.id == gold_chunk.id or _overlaps(candidate, gold_chunk):
                 continue
             if _contains_answer(candidate, answer_key) or (abstain and candidate.doc_id == gold_chunk.doc_id):

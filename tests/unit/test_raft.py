@@ -72,3 +72,19 @@ def test_dropping_a_distractor_renumbers_the_gold_marker():
     alone = smaller.drop_one_distractor().drop_one_distractor()
     assert [c.id for c in alone.passages] == ["refunds.md::0000"] and alone.target.endswith("[1]")
     assert alone.drop_one_distractor() is None
+
+
+def test_abstain_passages_are_retrieved_for_another_question():
+    leave = QAExample("How many days of annual leave do employees get?", "Employees get 25 days of annual leave.",
+                      gold_chunk_ids=("leave.md::0000",), id="q2")
+    asked: list[str] = []
+
+    def spy(question, k):
+        asked.append(question)
+        return retrieve(question, k)
+
+    examples, _ = build_raft_examples([EXAMPLE, leave], BY_ID, spy, distractors=2, abstain_share=1.0, seed=0)
+    assert asked == [leave.question, EXAMPLE.question]  # each abstain example uses the other's retrieval
+    refunds_abstain = next(ex for ex in examples if ex.id == "q1")
+    assert all(c.doc_id != "refunds.md" for c in refunds_abstain.passages)
+    assert refunds_abstain.target == ABSTAIN_TEXT
