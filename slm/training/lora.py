@@ -68,6 +68,7 @@ class LoopResult:
     resumed_from: int = 0
     finished: bool = True
     config: dict = field(default_factory=dict)
+    peak_memory_mb: float = 0.0  # of the process that ran the loop (GPU allocation included)
 
     @property
     def tokens_per_second(self) -> float:
@@ -309,7 +310,7 @@ def train_lora(
     os.replace(tmp, adapter_dir)
     model.eval()
     result = LoopResult(adapter_dir, step, total_steps, tokens, answer_tokens, seconds, tuple(losses), resumed_from,
-                        True, asdict(config))
+                        True, asdict(config), _peak_memory_mb())
     result.save(run_dir)
     return result
 
@@ -334,3 +335,14 @@ def _autocast(device: Any):
     if getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _peak_memory_mb() -> float:
+    import resource
+
+    import torch
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return peak

@@ -280,7 +280,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             "exclude_docs": list(exclude),
             "run_dir": str(run_dir),
             "report": {"steps": result.steps, "tokens": result.tokens, "tokens_per_second": result.tokens_per_second,
-                       "train_seconds": result.seconds, "losses": list(result.losses)},
+                       "train_seconds": result.seconds, "loop_peak_memory_mb": result.peak_memory_mb,
+                       "losses": list(result.losses)},
         }
         registry = Registry(Path(kb.path) / "adapters")
         entry = registry.register(result.adapter_dir, info)
@@ -303,7 +304,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             version=entry.version, promoted=promoted, run_dir=run_dir, adapter_dir=entry.path,
             examples=n_encoded, abstain_examples=sum(r.gold is None for r in raft), tokens=result.tokens,
             answer_tokens=result.answer_tokens, tokens_per_second=result.tokens_per_second,
-            train_seconds=result.seconds, wall_seconds=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(),
+            train_seconds=result.seconds, wall_seconds=time.perf_counter() - started,
+            peak_memory_mb=max(peak_memory_mb(), result.peak_memory_mb),
             steps=result.steps, loss_first=losses[0], loss_last=losses[-1], loss_min=min(losses),
             data_hash=data_hash, audiences=audiences, notes=tuple(notes), generation=generation_stats,
         )
