@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--export-texts", type=Path)
     parser.add_argument("--keys", type=Path)
     parser.add_argument("--import-vectors", type=Path, nargs="*")
+    parser.add_argument("--every", type=int, default=1, help="use every Nth question (quick checks)")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     args = parser.parse_args()
 
@@ -128,7 +129,7 @@ def main() -> None:
               f"{report.changed} changed, {report.unchanged} unchanged, {len(report.failed)} failed, "
               f"{report.embedded} embedded, {time.perf_counter() - started:.1f} s)")
         questions = [json.loads(line) for line in args.qa.read_text(encoding="utf-8").splitlines() if line.strip()]
-        questions = [q for q in questions if q.get("source")]
+        questions = [q for q in questions if q.get("source")][:: args.every]
         spans = gold_spans(docs, settings, {q["source"] for q in questions})
         retriever = kb.retriever()
         if args.reranker:

@@ -177,7 +177,7 @@ def ingest(
         model = kb.embedder_name
         new_chunks = [c for p in pending for c in p.chunks]
         new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
-        embedded = _embed_missing(kb, new_chunks, new_keys, progress)
+        embedded = _embed_missing(kb, new_chunks, new_keys, progress, use_cache=not rebuild)
         timings["embed"] = time.perf_counter() - t
 
         current = kb.current_generation()
@@ -189,11 +189,12 @@ def ingest(
         # Build the next generation from the chunks that stay plus the new ones.
         stage("index")
         t = time.perf_counter()
+        _say(progress, "building the index…")
         kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
         rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
         rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
-        manifest = kb.manifest()
-        dimension = manifest.dimension if manifest and not rebuild else kb.embedder().dimension
+        manifest = None if rebuild else kb.manifest()
+        dimension = manifest.dimension if manifest else kb.embedder().dimension
         vectors = _vectors_for(kb, [key for _, key in rows], dimension)
         number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
         folder = build_generation(
@@ -255,8 +256,8 @@ def ingest(
         return _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings)
 
 
-def _embed_missing(kb: KnowledgeBase, chunks: list[Chunk], keys: list[str], progress: bool) -> int:
-    cached = set(kb.store.cached_embeddings(keys))
+def _embed_missing(kb: KnowledgeBase, chunks: list[Chunk], keys: list[str], progress: bool, *, use_cache: bool) -> int:
+    cached = set(kb.store.cached_embeddings(keys)) if use_cache else set()
     todo: dict[str, str] = {}
     for chunk, key in zip(chunks, keys):
         if key not in cached and key not in todo:

@@ -150,8 +150,8 @@ class KnowledgeBase:
                 from slm.embedding import Embedder
 
                 self._embedder = Embedder(self.settings.embedder)
-                manifest = self.manifest()
-                if self._check_embedder and manifest is not None and manifest.dimension != self._embedder.dimension:
+                manifest = self.manifest() if self._check_embedder else None
+                if manifest is not None and manifest.dimension != self._embedder.dimension:
                     raise IndexMismatchError(
                         f"embedder '{self._embedder.model_name}' gives {self._embedder.dimension}-dim vectors but the "
                         f"index holds {manifest.dimension}-dim ones; re-ingest with `slm ingest ROOT --rebuild`"

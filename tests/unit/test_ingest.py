@@ -154,3 +154,18 @@ def test_reload_if_changed_picks_up_another_writer(corpus, settings):
             assert reader.reload_if_changed() is False
             hits = retriever.retrieve("parking spaces garage", 3, mode="bm25")
             assert hits and hits[0].chunk.doc_id == "parking.md"
+
+
+def test_lost_index_folder_is_reported_and_rebuild_recovers(corpus, settings):
+    import shutil
+
+    with _open(settings) as kb:
+        first = ingest(corpus, kb, progress=False)
+    shutil.rmtree(settings.kb / "index")
+    with pytest.raises(KnowledgeBaseError, match="--rebuild"):
+        KnowledgeBase.open(settings.kb, settings)
+    with KnowledgeBase.open(settings.kb, settings, check_embedder=False) as kb:
+        report = ingest(corpus, kb, progress=False, rebuild=True)
+        assert report.embedded == report.chunks_written == first.chunks_written  # --rebuild re-embeds everything
+    with KnowledgeBase.open(settings.kb, settings) as kb:
+        assert kb.retriever().retrieve("Tucson warehouse", 2, mode="bm25")[0].chunk.doc_id == "shipping.md"
