@@ -118,14 +118,24 @@ class KnowledgeBase:
             return self._index
 
     def _load_index(self) -> None:
-        number = self.current_generation()
-        if number is None:
-            self._index, self._index_generation = None, None
-            return
-        folder = generation_dir(self.index_dir, number)
-        if not folder.is_dir():
-            raise KnowledgeBaseError(f"index generation {folder} is missing; run `slm ingest ROOT --rebuild`")
-        self._index, self._index_generation = load_generation(folder), number
+        for attempt in range(3):
+            number = self.current_generation()
+            if number is None:
+                self._index, self._index_generation = None, None
+                return
+            folder = generation_dir(self.index_dir, number)
+            try:
+                self._index, self._index_generation = load_generation(folder), number
+                return
+            except (OSError, KnowledgeBaseError):
+                # Two ingests in quick succession may have collected this generation while we read it:
+                # the pointer has moved on, so read it again.
+                if self.current_generation() != number:
+                    continue
+                raise KnowledgeBaseError(
+                    f"index generation {folder} is missing or damaged; run `slm ingest ROOT --rebuild`"
+                ) from None
+        raise KnowledgeBaseError("the index kept changing while loading it; try again")
 
     def reload_if_changed(self) -> bool:
         """Switch to a newer index generation committed by another process; True if it did."""
