@@ -169,3 +169,38 @@ def test_lost_index_folder_is_reported_and_rebuild_recovers(corpus, settings):
         assert report.embedded == report.chunks_written == first.chunks_written  # --rebuild re-embeds everything
     with KnowledgeBase.open(settings.kb, settings) as kb:
         assert kb.retriever().retrieve("Tucson warehouse", 2, mode="bm25")[0].chunk.doc_id == "shipping.md"
+
+
+def test_reader_keeps_answering_while_ingests_replace_generations(corpus, settings):
+    import threading
+
+    with _open(settings) as writer:
+        ingest(corpus, writer, progress=False)
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def write():
+        try:
+            with _open(settings) as kb:
+                for i in range(4):
+                    write_doc(corpus, "churn.md", "Churn", {"Body": f"Revision {i} about the loading dock schedule."})
+                    ingest(corpus, kb, progress=False)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with KnowledgeBase.open(settings.kb, settings) as reader:
+        thread = threading.Thread(target=write)
+        thread.start()
+        searches = 0
+        while not done.is_set() or searches == 0:
+            reader.reload_if_changed()
+            hits = reader.retriever().retrieve("Tucson warehouse parcels", 3, mode="bm25")
+            assert hits and hits[0].chunk.doc_id == "shipping.md"
+            searches += 1
+        thread.join()
+        assert not errors
+        reader.reload_if_changed()
+        hit = reader.retriever().retrieve("loading dock schedule revision", 1, mode="bm25")[0]
+        assert hit.chunk.doc_id == "churn.md" and "Revision 3" in hit.chunk.text
