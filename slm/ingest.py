@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from slm.errors import DocumentError, KnowledgeBaseError
-from slm.index.generation import build_generation, collect_garbage, existing_generations, generation_dir
+from slm.index.generation import build_generation, collect_garbage, existing_generations
 from slm.index.manifest import Manifest
 from slm.kb import GENERATION_KEY, ROOT_KEY, KnowledgeBase
 from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, chunk_row

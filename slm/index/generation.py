@@ -60,7 +60,7 @@ class LoadedIndex:
         if key not in self._masks:
             from slm.access import can_see
 
-            visible = np.array([can_see(g, key) for g in self.groups] + [False], dtype=bool)
+            visible = np.array([can_see(g, key) for g in self.groups], dtype=bool)
             mask = visible[self.row_groups] if self.size else np.zeros(0, dtype=bool)
             self._masks[key] = None if mask.all() else mask
         return self._masks[key]
