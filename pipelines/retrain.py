@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from slm.config import Settings
-from slm.errors import KnowledgeBaseError, RegistryError, SlmError
+from slm.errors import KnowledgeBaseError, RegistryError
 from slm.retraining.changes import ChangeSet, SourceWatcher, changes_since, chunk_counts, detect_changes
 from slm.retraining.history import INTERRUPTED, Outcome, RetrainHistory, RunRecord
 from slm.retraining.hooks import at_stage
@@ -202,8 +202,8 @@ def watch(
             except RetrainLocked as exc:
                 log(f"skipped: {exc}")
                 watcher = SourceWatcher(root)  # look again next time
-            except SlmError as exc:
-                log(f"pass failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a watcher outlives one bad pass; the report holds the error
+                log(f"pass failed: {type(exc).__name__}: {exc}")
                 records.append(RunRecord(run_id="failed", started=time.time(), status=Outcome.FAILED.status,
                                          error=str(exc)))
         if max_passes is not None and len(records) >= max_passes:

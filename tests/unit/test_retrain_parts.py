@@ -213,3 +213,35 @@ def test_live_answerer_follows_promotion_and_rollback_without_failing_in_flight(
     assert live.answer("q").adapter == "v1" and live.adapter == "v1"
     registry.rollback()
     assert live.answer("q").adapter is None  # back to the base model
+
+
+def test_watch_runs_a_pass_when_a_file_changes(tmp_path, tiny_embedder_dir, tiny_lm_dir):
+    import threading
+
+    from pipelines.retrain import watch
+    from tests.helpers.retrain_corpus import retrain_settings
+
+    docs = write_pages(tmp_path / "docs")
+    settings = retrain_settings(tmp_path / "kb", tiny_embedder_dir, tiny_lm_dir)
+    settings.retrain.train = False  # index only: this is about the polling
+    records: list = []
+    thread = threading.Thread(target=lambda: records.extend(
+        watch(settings, root=docs, interval=0.2, max_passes=2, log=lambda m: None)))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not (settings.kb / "store.sqlite").exists() or not _runs(settings):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    (docs / "refunds.md").write_text(page("Refund policy", "Refunds now take 45 days."), encoding="utf-8")
+    thread.join(120)
+    assert [r.status for r in records] == ["index", "index"]
+    assert records[0].changes.added == tuple(sorted(PAGES)) and records[1].changes.modified == ("refunds.md",)
+
+
+def _runs(settings):
+    with KnowledgeBase.open(settings.kb, settings) as kb:
+        history = RetrainHistory(kb.store)
+        try:
+            return [r for r in history.runs() if r.finished]
+        finally:
+            history.close()
