@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
