@@ -205,12 +205,14 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
             [[d.a, d.b, METRICS[d.metric].label if d.metric in METRICS else d.metric, _signed(d.diff),
               f"[{_signed(d.low)}, {_signed(d.high)}]", _p(d.p_value, summary["settings"].get("resamples")),
               d.verdict] for d in diffs],
-            "'real': the 95% interval of the difference excludes zero; 'noise': it does not.",
+            "'real': the 95% interval of the difference excludes zero; 'noise': it does not. "
+            "Metrics identical on every question are left out.",
         ))
-    examples = _example_rows(run, gen)
-    if examples:
+    shown = _example_variant(gen)
+    examples = _example_rows(run, shown)
+    if examples and shown is not None:
         tables.append(Table(
-            f"Examples ({gen[-1].name}): the weakest answers and answered unanswerables",
+            f"Examples ({shown.name}): the weakest answers and answered unanswerables",
             ["question", "gold", "answer", "F1", "top hit"], examples,
             "All questions and variants: per_question.jsonl.",
         ))
@@ -241,12 +243,18 @@ def _truncate(text: str, limit: int = MAX_CELL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _example_rows(run: EvalRun, gen: Sequence[VariantScore], limit: int = 8) -> list[list[str]]:
-    if not gen:
+def _example_variant(gen: Sequence[VariantScore]) -> VariantScore | None:
+    """The variant whose answers the examples show: `current` if run, else the last model, else the last."""
+    models = [s for s in gen if s.generator not in (None, "extractive")]
+    current = [s for s in models if s.generator == "current"]
+    return (current or models or list(gen) or [None])[-1]
+
+
+def _example_rows(run: EvalRun, shown: VariantScore | None, limit: int = 8) -> list[list[str]]:
+    if shown is None:
         return []
-    name = gen[-1].name
-    answers = run.answers.get(name, {})
-    retrieved = run.retrieval.get(gen[-1].retrieval, {})
+    answers = run.answers.get(shown.name, {})
+    retrieved = run.retrieval.get(shown.retrieval, {})
     weak = sorted((q for q in run.questions if q.answerable and q.id in answers and answers[q.id].f1 is not None),
                   key=lambda q: answers[q.id].f1)[: limit // 2]
     wrong = [q for q in run.questions if not q.answerable and q.id in answers and not answers[q.id].abstained][: limit // 2]

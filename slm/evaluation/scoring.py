@@ -200,6 +200,8 @@ def compare(scores: Sequence[VariantScore], baseline: str | None, *, resamples: 
             a, b = score.series[metric], base.series[metric]
             if sum(a[1]) == 0 or sum(b[1]) == 0:
                 continue
+            if a == b:
+                continue  # identical question by question (e.g. `current` is the base model): nothing to test
             out.append(paired_bootstrap(metric, score.name, baseline, a[0], a[1], b[0], b[1],
                                         resamples=resamples, seed=seed + i))
     return out
