@@ -183,6 +183,40 @@ class TransformersGenerator:
     def generate(self, messages: list[dict], settings: GenerationSettings) -> str:
         return "".join(self.stream(messages, settings))
 
+    PREFIX_CACHE_SIZE = 4
+    use_prefix_cache = True  # reuse the KV cache of the fixed prompt start (system + worked example)
+
+    def _prefix_cache(self, messages: list[dict], input_ids: Any) -> Any | None:
+        """A copy of the KV cache of the fixed start of the prompt (system prompt + worked example), so
+        each request only prefills its own passages and question. None where no such prefix splits off."""
+        import copy
+
+        import torch
+
+        if len(messages) >= 4 and messages[1]["role"] == "user" and messages[2]["role"] == "assistant":
+            fixed = messages[:3]  # system + worked example
+        elif len(messages) >= 2 and messages[0]["role"] == "system":
+            fixed = messages[:1]
+        else:
+            return None
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        text = self.tokenizer.apply_chat_template(fixed, tokenize=False, add_generation_prompt=False)
+        store = self.model.__dict__.setdefault("_slm_prefix_cache", {})
+        entry = store.get(text)
+        if entry is None:
+            ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.model.device)
+            with torch.inference_mode():
+                kv = self.model(input_ids=ids, use_cache=True).past_key_values
+            if len(store) >= self.PREFIX_CACHE_SIZE:
+                store.pop(next(iter(store)))
+            entry = store[text] = (ids, kv)
+        ids, kv = entry
+        n = ids.shape[1]
+        if n >= input_ids.shape[1] or not torch.equal(input_ids[0, :n], ids[0]):
+            return None  # the prompt's tokens do not split cleanly at the prefix boundary
+        return copy.deepcopy(kv)
+
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -233,6 +267,10 @@ class TransformersGenerator:
 
         scanner = StopScanner(stop_sequences(settings))
         with self._lock:
+            if self.use_prefix_cache:
+                prefix = self._prefix_cache(messages, inputs["input_ids"])
+                if prefix is not None:
+                    kwargs["past_key_values"] = prefix
             thread = threading.Thread(target=run, name="slm-generate", daemon=True)
             thread.start()
             try:

@@ -221,3 +221,25 @@ def test_repetition_controls_look_at_the_answer_only():
     assert out[0, 9] == float("-inf")  # "8 9" already in the answer: after 8, 9 is banned
     untouched = _anti_repetition(GenerationSettings(repetition_penalty=1.0, no_repeat_ngram_size=0), len(prompt))
     assert torch.equal(untouched(ids, scores.clone()), scores)
+
+
+def test_prefix_cache_reuses_the_fixed_prompt_start_without_changing_the_output(tiny_settings):
+    from slm.prompting import build_messages
+    from slm.types import Chunk
+
+    gen = load_generator(tiny_settings)
+    chunk = Chunk(id="a::0", doc_id="a", text="Refunds are accepted within 30 days of purchase.", start=0, end=48)
+    messages = build_messages("What is the refund policy?", [chunk], demo=True)
+    gen.use_prefix_cache = False
+    plain = _seeded(gen.generate, messages, tiny_settings)
+    gen.use_prefix_cache = True
+    try:
+        cached = [_seeded(gen.generate, messages, tiny_settings) for _ in range(2)]
+        store = gen.model.__dict__.get("_slm_prefix_cache", {})
+        assert any("cafeteria" in key for key in store) and cached == [plain, plain]
+        size = len(store)
+        other = build_messages("Another question?", [chunk], demo=True)
+        _seeded(gen.generate, other, tiny_settings)
+        assert len(store) == size  # same system prompt + worked example: same prefix entry
+    finally:
+        gen.use_prefix_cache = TransformersGenerator.use_prefix_cache
