@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from slm.errors import TrainingError
-from slm.training.data import EncodedExample, collate, epoch_batches
+from slm.training.data import EncodedExample
 
 RESULT_FILE = "loop_result.json"
 ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -54,6 +54,12 @@ class LoopConfig:
     gradient_checkpointing: bool = True
     max_steps: int | None = None  # cap on optimizer steps (smoke runs)
     stop_after: int | None = None  # stop (as if interrupted) after this many steps; for tests
+    # Fast path (slm/training/fast.py); all off: the plain trainer.
+    packing: bool = False  # pack examples into rows (batch_size = rows per micro-batch), no padding waste
+    pack_len: int = 0  # tokens per packed row; 0: the longest example
+    answer_only_logits: bool = False  # LM head + loss on answer tokens only
+    compile: bool = False  # torch.compile each decoder layer
+    checkpoint_layers: int | None = None  # with gradient_checkpointing: None all layers, k the first k only
 
 
 @dataclass(frozen=True)
@@ -223,12 +229,16 @@ def train_lora(
     import torch
     from tqdm.auto import tqdm
 
+    from slm.training.fast import SpeedPlan
+
     if not examples:
         raise TrainingError("no training examples: nothing to train on")
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(p for p in model.parameters()).device
     lengths = [len(e.input_ids) for e in examples]
-    per_epoch = len(epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=0))
+    plan = SpeedPlan.from_loop(config, lengths, distiller=distiller)
+    plan.prepare(model, device)
+    per_epoch = len(plan.batches(lengths, config.batch_size, seed=config.seed, epoch=0))
     total_micro = max(1, math.ceil(per_epoch * config.epochs))
     total_steps = math.ceil(total_micro / config.grad_accum)
     if config.max_steps:
@@ -262,7 +272,7 @@ def train_lora(
         for index in range(start, total_micro):
             epoch, offset = divmod(index, per_epoch)
             if epoch not in cache:
-                cache = {epoch: epoch_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)}
+                cache = {epoch: plan.batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)}
             yield cache[epoch][offset]
 
     model.train()
@@ -275,15 +285,18 @@ def train_lora(
         accumulated = 0.0
         micro_in_step = min(config.grad_accum, total_micro - step * config.grad_accum)
         for _ in range(micro_in_step):
-            batch = collate([examples[i] for i in next(stream)], pad_id)
+            batch = plan.collate([examples[i] for i in next(stream)], pad_id)
             tokens += int(batch["attention_mask"].sum())
             answer_tokens += int((batch["labels"] != -100).sum())
             inputs = {k: v.to(device) for k, v in batch.items()}
             with _autocast(device):
-                out = model(**inputs)
-                loss = out.loss
-                if distiller is not None:
-                    loss = distiller.loss(loss, out.logits, inputs)
+                if plan.custom_loss:
+                    loss = plan.loss(model, inputs)
+                else:
+                    out = model(**inputs)
+                    loss = out.loss
+                    if distiller is not None:
+                        loss = distiller.loss(loss, out.logits, inputs)
             (loss / micro_in_step).backward()
             accumulated += float(loss.detach()) / micro_in_step
         if config.max_grad_norm:
