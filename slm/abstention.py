@@ -76,6 +76,7 @@ class Calibration:
     seed: int = 0
     created: str = ""
     tuned_question_ids: tuple[str, ...] = field(default=())  # QA-file ids used to tune: exclude them from reports
+    rule: str = "balanced-accuracy"  # or "recall>=R": the threshold keeps share R of answerable tuning questions
 
     def save(self, kb_path: Path) -> Path:
         path = Path(kb_path) / CALIBRATION_FILE
@@ -250,8 +251,14 @@ def calibrate(
     embedder: str = "",
     mode: str = "hybrid",
     progress: bool = False,
+    recall: float | None = None,
 ) -> Calibration:
-    """Score every question's evidence, tune the threshold on one split, report it on the other."""
+    """Score every question's evidence, tune the threshold on one split, report it on the other.
+
+    `recall`: when the unanswerable examples are easy (generic off-topic questions), any cut in the wide
+    gap separates them and says nothing about where in-domain unanswerable questions fall; then raise
+    the threshold to the highest one that still keeps `recall` of the answerable tuning questions.
+    """
     if not any(q.answerable for q in questions) or all(q.answerable for q in questions):
         raise ValueError("calibration needs both answerable and unanswerable questions")
     tune, held = split_questions(questions, heldout_share, seed)
@@ -267,6 +274,13 @@ def calibrate(
 
     tune_pos, tune_neg = split_scores(tune)
     threshold, tune_acc = choose_threshold(tune_pos, tune_neg)
+    rule = "balanced-accuracy"
+    if recall is not None:
+        ranked = sorted(tune_pos)
+        keep_from = ranked[min(len(ranked) - 1, int((1.0 - recall) * len(ranked)))]
+        if keep_from > threshold:
+            threshold, rule = keep_from - 1e-6, f"recall>={recall:g}"
+            tune_acc = balanced_accuracy(tune_pos, tune_neg, threshold)
     held_pos, held_neg = split_scores(held)
     return Calibration(
         threshold=round(float(threshold), 4),
@@ -285,4 +299,5 @@ def calibrate(
         seed=seed,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         tuned_question_ids=tuple(q.id for q in tune if q.id),
+        rule=rule,
     )

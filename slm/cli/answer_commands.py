@@ -181,6 +181,7 @@ def calibrate(
     generated: Optional[int] = typer.Option(None, "--generated", help="Answerable questions made from sampled chunks (default 60 when --qa gives none)."),
     off_topic: Optional[bool] = typer.Option(None, "--off-topic/--no-off-topic", help="Add the shipped off-topic questions as unanswerable (default: when no negatives are given)."),
     heldout: float = typer.Option(0.5, "--heldout", min=0.1, max=0.9, help="Share of questions kept out of tuning to report on."),
+    recall: Optional[float] = typer.Option(None, "--recall", min=0.5, max=1.0, help="Raise the threshold while it keeps this share of answerable questions (default 0.9 when the only unanswerable ones are the shipped off-topic set)."),
     seed: int = typer.Option(0, "--seed"),
     audience: Optional[str] = typer.Option(None, "--audience"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, but do not store the threshold."),
@@ -207,9 +208,12 @@ def calibrate(
             made = questions_from_chunks(knowledge_base.all_chunks(parse_audiences(audience)), want, seed=seed)
             questions += [LabelledQuestion(q, True) for q in made]
             sources.append(f"{len(made)} questions made from sampled chunks (answerable)")
-        if off_topic if off_topic is not None else not any(not q.answerable for q in questions):
+        user_negatives = any(not q.answerable for q in questions)
+        if off_topic if off_topic is not None else not user_negatives:
             questions += [LabelledQuestion(q, False) for q in OFF_TOPIC_QUESTIONS]
             sources.append(f"{len(OFF_TOPIC_QUESTIONS)} shipped off-topic questions (unanswerable)")
+        if recall is None and not user_negatives:
+            recall = 0.9  # easy negatives cannot place the boundary: keep 90% of answerable ones, no more
         if not any(q.answerable for q in questions) or all(q.answerable for q in questions):
             raise typer.BadParameter("need both answerable and unanswerable questions (see --qa, --negatives, --generated)")
         result = run_calibration(
@@ -223,11 +227,12 @@ def calibrate(
             embedder=settings.embedder.model,
             mode=settings.retrieval.mode,
             progress=True,
+            recall=recall,
         )
         for line in sources:
             typer.echo(f"  from {line}")
         typer.echo(
-            f"threshold {result.threshold:.3f} (was {settings.answering.min_evidence:.3f} by default)\n"
+            f"threshold {result.threshold:.3f} by {result.rule} (settings default {settings.answering.min_evidence:.3f})\n"
             f"  tuned on {result.tuned_count} questions: balanced accuracy {result.calibration_balanced_accuracy:.3f}\n"
             f"  {result.heldout_count} held-out questions: balanced accuracy {result.heldout_balanced_accuracy:.3f}, "
             f"answerable kept {result.heldout_answerable_kept:.1%}, unanswerable stopped {result.heldout_unanswerable_abstained:.1%}"

@@ -139,3 +139,16 @@ def test_questions_from_chunks_use_headings_or_text():
 
 def test_shipped_off_topic_questions_are_distinct():
     assert len(OFF_TOPIC_QUESTIONS) == len(set(OFF_TOPIC_QUESTIONS)) >= 30
+
+
+def test_recall_rule_raises_a_threshold_that_easy_negatives_leave_too_low():
+    pos = {f"p{i}": 0.4 + i * 0.01 for i in range(40)}  # 0.40 .. 0.79
+    neg = {f"n{i}": 0.05 + i * 0.005 for i in range(20)}  # far below: any cut in the gap separates
+    questions = [LabelledQuestion(q, True) for q in pos] + [LabelledQuestion(q, False) for q in neg]
+    retriever = ScoreRetriever({**pos, **neg})
+    plain = calibrate(retriever, questions, heldout_share=0.25, seed=0)
+    cautious = calibrate(retriever, questions, heldout_share=0.25, seed=0, recall=0.9)
+    assert plain.rule == "balanced-accuracy" and plain.threshold < 0.4
+    assert cautious.rule == "recall>=0.9" and cautious.threshold > plain.threshold
+    kept = sum(s >= cautious.threshold for s in pos.values()) / len(pos)
+    assert 0.8 <= kept < 1.0 and cautious.calibration_balanced_accuracy >= 0.9
