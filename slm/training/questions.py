@@ -200,7 +200,11 @@ def fallback_question(chunk: Chunk, seen: set[str], doc_freq: Counter, n_docs: i
     if topic.endswith("?") and normalise(topic) not in seen:
         return topic
     if topic and len(topic.split()) <= 12:
-        variants = [f"What does the documentation say about {topic}?", f"Can you explain {topic}?"]
+        # several phrasings, starting from a stable per-chunk choice, so questions do not all look alike
+        phrasings = [f"What does the documentation say about {topic}?", f"Can you explain {topic}?",
+                     f"How does {topic} work?", f"What should I know about {topic}?"]
+        first = sum(map(ord, chunk.id)) % len(phrasings)
+        variants = phrasings[first:] + phrasings[:first]
         for question in variants:
             if normalise(question) not in seen:
                 return question

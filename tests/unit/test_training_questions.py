@@ -77,7 +77,7 @@ def test_fallback_question_uses_the_heading_and_stays_unique():
 
     seen: set[str] = set()
     first = fallback_question(CHUNKS[0], seen, Counter(), 1)
-    assert first == "What does the documentation say about for Statements?"  # numbering stripped
+    assert first.endswith("for Statements?") and "4.2" not in first  # numbering stripped
     seen.add(normalise(first))
     second = fallback_question(CHUNKS[0], seen, Counter(), 1)
     assert second != first and "for Statements" in second
