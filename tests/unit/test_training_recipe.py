@@ -78,7 +78,9 @@ def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp
 
     kb = FakeKB(tmp_path / "kb")
     eval_file = tmp_path / "eval.jsonl"
-    eval_file.write_text(json.dumps({"question": "What does the documentation say about Refunds?"}) + "\n")
+    phrasings = ["What does the documentation say about Refunds?", "Can you explain Refunds?",
+                 "How does Refunds work?", "What should I know about Refunds?"]
+    eval_file.write_text("".join(json.dumps({"question": q}) + "\n" for q in phrasings))
     report = run_training(
         settings,
         TrainOptions(audiences=frozenset({"employees"}), exclude_docs=("faq/*",), eval_qa=(eval_file,),
@@ -88,7 +90,7 @@ def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp
     assert report.version == "v1" and not report.promoted and report.steps == 3
     assert report.tokens > 0 and report.tokens_per_second > 0 and report.peak_memory_mb > 0
     assert report.audiences == ("employees",)  # hr/ was not visible to this audience
-    assert report.generation["leak_dropped"] == 1  # the fallback question equal to the eval question
+    assert report.generation["leak_dropped"] >= 1  # fallback questions equal to eval questions
     assert any("excluded 1 chunk" in n for n in report.notes), report.notes
     run = report.run_dir
     data = [json.loads(line) for line in (run / "data.jsonl").read_text().splitlines()]
