@@ -116,7 +116,8 @@ def compile_layers(layers: Sequence[Any], *, backend: str = "inductor") -> None:
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     for layer in layers:
-        layer.compile(backend=backend, dynamic=False)
+        if getattr(layer, "_compiled_call_impl", None) is None:  # idempotent across train_lora calls
+            layer.compile(backend=backend, dynamic=False)
 
 
 def answer_only_loss(model: Any, inputs: dict[str, Any]) -> Any:
