@@ -269,7 +269,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         # 7. register (promote only when asked)
         info = {
             "base": base,
-            "teacher": teacher_spec,
+            "teacher": f"user data {options.data_file}" if options.data_file else teacher_spec,
             "audiences": list(audiences),
             "data_hash": data_hash,
             "data_examples": len(examples),
