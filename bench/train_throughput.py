@@ -15,6 +15,7 @@ Variants (same model config, same LoRA, same examples, same optimizer and bf16 a
   packed_gc       our trainer (train_lora): packing + answer-only logits, checkpointing kept, no compile
   fast            our trainer (train_lora): packing + answer-only logits + compiled layers, no checkpointing,
                   micro-batch of --fast-rows rows x grad_accum so one step still holds 16 x --seq slots
+  fast_eager      fast without torch.compile;  fast_rows16: fast with 16 rows per micro-batch, no accumulation
   *_dense         the same on examples that are all exactly --seq long (no padding anywhere): compute speed alone
 Throughput counts real tokens (prompt + answer, no padding); the baseline also shows slots (padding counted).
 MFU = 6 * N * tokens/s / peak, N = every parameter of the model (frozen base + LoRA), attention's
@@ -208,13 +209,14 @@ def run_ours(args, device, examples, data: str, variant: str) -> Row:
 
     from slm.training.lora import LoopConfig, attach_lora, train_lora
 
-    fast = variant == "fast"
-    rows = args.fast_rows if fast else args.batch
+    fast = variant.startswith("fast")  # fast, fast_eager (no compile), fast_rows16 (16 rows, no accumulation)
+    rows = (16 if "rows16" in variant else args.fast_rows) if fast else args.batch
     accum = max(1, args.batch // rows)
     model = build_model(args, device)
     model = attach_lora(model, lora_spec(), gradient_checkpointing=not fast, seed=0)
     n = n_params(model)
-    options = dict(packing=True, pack_len=args.seq, answer_only_logits=True, compile=fast and args.compile)
+    compiled = fast and args.compile and "eager" not in variant
+    options = dict(packing=True, pack_len=args.seq, answer_only_logits=True, compile=compiled)
     with tempfile.TemporaryDirectory() as tmp:
         common = dict(epochs=1.0, learning_rate=2e-4, batch_size=rows, grad_accum=accum, warmup_ratio=0.0,
                       save_every=0, gradient_checkpointing=not fast, **options)

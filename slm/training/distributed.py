@@ -22,8 +22,7 @@ class DistInfo:
 
 def init_from_env() -> DistInfo:
     """Join the process group torchrun/accelerate describe in the environment (NCCL on GPUs); a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if "WORLD_SIZE" not in os.environ:  # not launched by torchrun/accelerate
         return DistInfo()
     import torch
     import torch.distributed as dist
