@@ -84,15 +84,20 @@ def _emit(items: Iterator, stream: bool):
 
 
 def _build(kb: Optional[Path], config: Optional[Path], adapter: Optional[str], extractive: bool,
-           max_new_tokens: Optional[int]):
-    from slm.service import EXTRACTIVE_BACKEND, build_answerer
+           max_new_tokens: Optional[int], *, live: bool = False):
+    """The answerer for one command; `live` (chat) follows new indexes and adapter promotions meanwhile."""
+    from slm import service
 
     settings = settings_from(kb, config)
     if extractive:
-        settings.generation.backend = EXTRACTIVE_BACKEND
+        settings.generation.backend = service.EXTRACTIVE_BACKEND
     if max_new_tokens is not None:
         settings.generation.max_new_tokens = max_new_tokens
-    return build_answerer(settings, adapter=adapter)
+    if live:
+        if adapter is not None:
+            settings.generation.adapter = adapter  # pinned: the live answerer will not follow promotions
+        return service.build_live_answerer(settings)
+    return service.build_answerer(settings, adapter=adapter)
 
 
 def _audited(items, kb: Optional[Path], config: Optional[Path], audiences: frozenset[str] | None):
@@ -148,7 +153,7 @@ def chat(
     """Talk with the knowledge base; follow-up questions are understood in context. /reset forgets, /quit leaves."""
     from slm.prompting import Turn
 
-    answerer = _build(kb, config, adapter, extractive, None)
+    answerer = _build(kb, config, adapter, extractive, None, live=True)
     audiences = parse_audiences(audience)
     history: list[Turn] = []
     typer.secho("Ask a question (/reset to start over, /quit or Ctrl-D to leave).", dim=True)

@@ -65,7 +65,7 @@ def test_chat_keeps_the_conversation(kb_config, monkeypatch):
                              "Thirty days [1]."])
     answerer = Answerer(ListRetriever(list(CHUNKS)), gen, AnsweringSettings(min_evidence=0.0), RetrievalSettings(),
                         GenerationSettings())
-    monkeypatch.setattr("slm.service.build_answerer", lambda settings, adapter=None: answerer)
+    monkeypatch.setattr("slm.service.build_answerer", lambda settings, **kw: answerer)
     result = CliRunner().invoke(app, ["chat", "-c", str(kb_config)],
                                 input="What about refunds?\nand how long?\n/reset\n/quit\n")
     assert result.exit_code == 0, result.output
