@@ -47,6 +47,7 @@ class StopScanner:
         self.buffer = ""
         self.stopped = False
         self.started = False  # leading blank lines are dropped, so a stop cannot match before the answer
+        self.emitted = ""  # the tail of what was already let through (for the paragraph rule)
 
     def feed(self, delta: str) -> str:
         if self.stopped:
@@ -56,6 +57,14 @@ class StopScanner:
             self.started = bool(delta)
         self.buffer += delta
         cuts = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
+        para = self.buffer.find("\n\n")
+        while para >= 0 and "\n\n" in self.stops and para in cuts and not self._ends_a_thought(para):
+            # "The answer is:\n\n..." goes on after a blank line: only a finished sentence ends the answer
+            cuts.remove(para)
+            later = self.buffer.find("\n\n", para + 2)
+            if later >= 0:
+                cuts.append(later)
+            para = later
         if cuts:
             out, self.buffer, self.stopped = self.buffer[: min(cuts)], "", True
             return out
@@ -67,11 +76,16 @@ class StopScanner:
                     break
         out = self.buffer[: len(self.buffer) - hold]
         self.buffer = self.buffer[len(self.buffer) - hold :]
+        self.emitted = (self.emitted + out)[-8:]
         return out
 
     def flush(self) -> str:
         out, self.buffer = ("" if self.stopped else self.buffer), ""
         return out
+
+    def _ends_a_thought(self, at: int) -> bool:
+        before = (self.emitted + self.buffer[:at]).rstrip()
+        return not before or before[-1] in ".!?)]\"'`*"
 
 
 def stop_sequences(settings: GenerationSettings) -> tuple[str, ...]:

@@ -243,3 +243,11 @@ def test_prefix_cache_reuses_the_fixed_prompt_start_without_changing_the_output(
         assert len(store) == size  # same system prompt + worked example: same prefix entry
     finally:
         gen.use_prefix_cache = TransformersGenerator.use_prefix_cache
+
+
+def test_a_blank_line_ends_the_answer_only_after_a_finished_sentence():
+    stops = ["\n\n", "Question:"]
+    assert _scan(["The answer is:", "\n\n", "Use reversed() [1].", "\n\nAlso"], stops) == (
+        "The answer is:\n\nUse reversed() [1].", True)
+    assert _scan(["Done [2].\n", "\nMore text"], stops) == ("Done [2].", True)
+    assert _scan(["Steps:\n\n1. open\n\n", "2. close."], stops) == ("Steps:\n\n1. open\n\n2. close.", False)
