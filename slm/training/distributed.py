@@ -1,4 +1,4 @@
-"""Data-parallel pieces for the LoRA trainer under torchrun/accelerate: process group, sharding, a DDP-wrappable loss."""
+"""Data-parallel pieces for the LoRA trainer under torchrun/accelerate: process group, sharding, DDP-able loss."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class DistInfo:
 
 
 def init_from_env() -> DistInfo:
-    """Join the process group torchrun/accelerate describe in the environment (NCCL on GPUs); a single process otherwise."""
+    """Join the process group that torchrun/accelerate describe in the environment (NCCL on GPUs); else one process."""
     if "WORLD_SIZE" not in os.environ:  # not launched by torchrun/accelerate
         return DistInfo()
     import torch

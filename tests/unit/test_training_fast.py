@@ -13,7 +13,8 @@ from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
 from slm.training.packing import collate_packed, first_fit, packed_epoch_batches, packing_efficiency
 
 
-def _examples(n: int, vocab: int, *, seed: int = 0, lo: int = 5, hi: int = 40, rule: bool = False) -> list[EncodedExample]:
+def _examples(n: int, vocab: int, *, seed: int = 0, lo: int = 5, hi: int = 40,
+              rule: bool = False) -> list[EncodedExample]:
     """Random prompts and answers; with `rule`, answers alternate two tokens (learnable)."""
     rng = random.Random(seed)
     out = []
@@ -121,7 +122,8 @@ def test_packed_loss_equals_unpacked_loss_on_the_same_examples(arch):
     with torch.no_grad():
         reference = _reference_loss(model, examples)
         padded = model(**collate(examples, 0)).loss  # the plain trainer's batch
-        packed_full = SpeedPlan(SpeedOptions(packing=True), row_len=96).loss(model, collate_packed(examples, 0, row_len=96))
+        packed_batch = collate_packed(examples, 0, row_len=96)
+        packed_full = SpeedPlan(SpeedOptions(packing=True), row_len=96).loss(model, packed_batch)
         packed_answer_only = plan.loss(model, collate_packed(examples, 0, row_len=96))
         unpacked_answer_only = answer_only_loss(model, collate(examples, 0))
     assert len(first_fit([len(e.input_ids) for e in examples], 96)) < len(examples)  # rows really hold several
@@ -203,3 +205,18 @@ def test_distillation_refuses_the_answer_only_path():
 
     with pytest.raises(TrainingError, match="distillation"):
         SpeedPlan.from_loop(LoopConfig(packing=True), [10, 20], distiller=object())
+
+
+def test_data_parallel_shards_are_disjoint_equal_and_the_loss_module_is_the_plan_loss():
+    from slm.training.distributed import DistInfo, loss_module, shard
+
+    batches = [[i] for i in range(11)]
+    parts = [shard(batches, DistInfo(rank=r, world=3, local_rank=r)) for r in range(3)]
+    assert [len(p) for p in parts] == [3, 3, 3]
+    assert sorted(b[0] for p in parts for b in p) == list(range(9))
+    model = _lora("phi")
+    model.eval()
+    plan = SpeedPlan(SpeedOptions(packing=True, answer_only_logits=True), row_len=96)
+    batch = collate_packed(_examples(5, 97, seed=8), 0, row_len=96)
+    with torch.no_grad():
+        assert torch.equal(loss_module(model, plan)(**batch), plan.loss(model, batch))
