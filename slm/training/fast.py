@@ -139,3 +139,10 @@ def answer_only_loss(model: Any, inputs: dict[str, Any]) -> Any:
     keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep]).float()
     return F.cross_entropy(logits, targets[keep])
+
+
+def fast_loop_fields(*, cuda: bool, pack_len: int = 0) -> dict[str, Any]:
+    """LoopConfig fields of the measured fast path (reports/bench/gpu_train_throughput.txt): packing, answer-only
+    logits, no recomputation; torch.compile on CUDA only (on a CPU its compile time outweighs short runs)."""
+    return {"packing": True, "pack_len": pack_len, "answer_only_logits": True, "compile": cuda,
+            "gradient_checkpointing": not cuda}

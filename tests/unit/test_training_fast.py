@@ -220,3 +220,13 @@ def test_data_parallel_shards_are_disjoint_equal_and_the_loss_module_is_the_plan
     batch = collate_packed(_examples(5, 97, seed=8), 0, row_len=96)
     with torch.no_grad():
         assert torch.equal(loss_module(model, plan)(**batch), plan.loss(model, batch))
+
+
+def test_fast_loop_fields_build_a_valid_loop_config():
+    from slm.training.fast import fast_loop_fields
+
+    gpu = LoopConfig(**fast_loop_fields(cuda=True, pack_len=2048))
+    assert gpu.packing and gpu.answer_only_logits and gpu.compile and not gpu.gradient_checkpointing
+    assert SpeedPlan.from_loop(gpu, [100, 300]).row_len == 2048
+    cpu = LoopConfig(**fast_loop_fields(cuda=False))
+    assert not cpu.compile and cpu.gradient_checkpointing and SpeedPlan.from_loop(cpu, [100, 300]).row_len == 300
