@@ -95,9 +95,11 @@ class _Base:
         audiences: frozenset[str] | None = None,
         k: int | None = None,
         rerank: bool | None = None,
+        max_new_tokens: int | None = None,
     ) -> Answer:
         final = None
-        for item in self.stream(question, history=history, audiences=audiences, k=k, rerank=rerank):
+        extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+        for item in self.stream(question, history=history, audiences=audiences, k=k, rerank=rerank, **extra):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
@@ -181,9 +183,14 @@ class Answerer(_Base):
         audiences: frozenset[str] | None = None,
         k: int | None = None,
         rerank: bool | None = None,
+        max_new_tokens: int | None = None,
     ) -> Iterator[str | Answer]:
-        """Text deltas as the model writes them, then exactly one final Answer."""
+        """Text deltas as the model writes them, then exactly one final Answer.
+
+        `max_new_tokens` caps this answer's length (the API's `max_tokens`); None keeps the setting.
+        """
         t0 = time.perf_counter()
+        generation = self.generation if max_new_tokens is None else replace(self.generation, max_new_tokens=max_new_tokens)
         question = _check_question(question)
         generator = self.generator_for(audiences)
         query = self.standalone_question(question, history, generator=generator)
@@ -204,7 +211,7 @@ class Answerer(_Base):
         parts: list[str] = []
         first_token_s = None
         raw: list[str] = []
-        for delta in generator.stream(messages, self.generation):
+        for delta in generator.stream(messages, generation):
             raw.append(delta)
             out = markers.feed(delta)
             if not parts:

@@ -219,3 +219,18 @@ def test_worked_example_is_shown_to_untuned_models(mode, adapter, shown):
     answerer.answer("refunds days")
     assert ({"role": "assistant", "content": DEMO_ANSWER} in gen.calls[0]) is shown
     assert gen.calls[0][-1]["content"].endswith("Question: refunds days")
+
+
+def test_max_new_tokens_caps_this_answer_only():
+    class RecordingGenerator(ScriptedGenerator):
+        def stream(self, messages, settings):
+            self.limits.append(settings.max_new_tokens)
+            yield from super().stream(messages, settings)
+
+    answerer, _, _ = _answerer("Refunds take 30 days [1].")
+    gen = RecordingGenerator("Refunds take 30 days [1].")
+    gen.limits = []
+    answerer.generator = gen
+    answerer.answer("How long do refunds take?", max_new_tokens=7)
+    answerer.answer("How long do refunds take?")
+    assert gen.limits == [7, GenerationSettings().max_new_tokens]
