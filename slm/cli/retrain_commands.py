@@ -4,8 +4,6 @@ scheduler what happened (0 nothing changed, 3 index only, 4 promoted, 5 rejected
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -19,23 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _pipeline():
-    """pipelines/retrain.py: importable when the repository root is on the path, else loaded from beside
-    the slm package (editable installs ship only `slm*`)."""
-    try:
-        return importlib.import_module("pipelines.retrain")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pipelines", "pipelines.retrain"):
-            raise
-    path = Path(__file__).resolve().parents[2] / "pipelines" / "retrain.py"
-    if not path.is_file():
-        from slm.errors import ConfigError
-
-        raise ConfigError("the retraining recipe (pipelines/retrain.py) is not installed with this copy of slm")
-    spec = importlib.util.spec_from_file_location("pipelines.retrain", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The retraining recipe (pipelines/retrain.py, packaged with slm); imported late, it pulls in the trainer."""
+    return importlib.import_module("pipelines.retrain")
 
 
 def retrain(
