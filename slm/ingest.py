@@ -73,7 +73,7 @@ def embed_key(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\0{text}".encode("utf-8")).hexdigest()[:40]
 
 
-def _settings_signature(kb: KnowledgeBase) -> str:
+def settings_signature(kb: KnowledgeBase) -> str:
     """Settings that change what a file turns into: a change makes every file count as changed."""
     s = kb.settings
     relevant = {
@@ -84,7 +84,7 @@ def _settings_signature(kb: KnowledgeBase) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fingerprint(path: Path, signature: str) -> str:
+def file_fingerprint(path: Path, signature: str) -> str:
     from slm.documents import sidecar_path
 
     digest = hashlib.sha256(path.read_bytes())
@@ -123,7 +123,7 @@ def ingest(
         known_ids = set(kb.store.fingerprints())
         if previous_root and previous_root != str(root) and known_ids:
             _say(progress, f"note: this KB held {previous_root}; files not under {root} will be removed")
-        signature = _settings_signature(kb)
+        signature = settings_signature(kb)
         max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
 
         stage("discover")
@@ -144,7 +144,7 @@ def ingest(
                     raise DocumentError(
                         f"too large: {path.stat().st_size / 1e6:.1f} MB > limit {max_bytes / 1e6:.1f} MB (ingest.max_file_mb)"
                     )
-                fingerprint = _fingerprint(path, signature)
+                fingerprint = file_fingerprint(path, signature)
                 if known.get(rel) == fingerprint:
                     unchanged.append(rel)
                 else:

@@ -45,12 +45,12 @@ def detect_changes(root: Path, kb: Any) -> ChangeSet:
     """Compare the files under `root` with the store by the same fingerprint ingestion uses (bytes,
     sidecar, chunking/access settings). Reads only; `slm.ingest.ingest` then re-reads exactly these."""
     from slm.documents import discover
-    from slm.ingest import _fingerprint, _settings_signature  # the one definition of "changed"
+    from slm.ingest import file_fingerprint, settings_signature  # the one definition of "changed"
 
     root = Path(root).expanduser().resolve()
     settings = kb.settings.ingest
     known = kb.store.fingerprints()
-    signature = _settings_signature(kb)
+    signature = settings_signature(kb)
     added: list[str] = []
     modified: list[str] = []
     seen: set[str] = set()
@@ -58,7 +58,7 @@ def detect_changes(root: Path, kb: Any) -> ChangeSet:
         rel = path.relative_to(root).as_posix() if path != root else path.name
         seen.add(rel)
         try:
-            fingerprint = _fingerprint(path, signature)
+            fingerprint = file_fingerprint(path, signature)
         except OSError:
             fingerprint = None  # unreadable now: ingestion will record the failure
         if rel not in known:
