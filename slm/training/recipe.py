@@ -229,7 +229,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         loop = LoopConfig(
             epochs=options.epochs or cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, schedule=cfg.lr_schedule, seed=cfg.seed,
-            save_every=cfg.save_every, gradient_checkpointing=True, max_steps=options.max_steps,
+            save_every=cfg.save_every, max_steps=options.max_steps, **_speed_fields(cfg.speed),
         )
         if options.resume and loop_finished(run_dir):  # the loop already ran (here, or on another machine)
             result = LoopResult.load(run_dir)
@@ -331,6 +331,19 @@ def _train_dtype():
     import torch
 
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def _speed_fields(speed: str) -> dict[str, Any]:
+    """LoopConfig fields for `training.speed`: the plain path, or the measured fast preset."""
+    if speed == "plain":
+        return {"gradient_checkpointing": True}
+    if speed == "fast":
+        import torch
+
+        from slm.training.fast import fast_loop_fields
+
+        return fast_loop_fields(cuda=torch.cuda.is_available())
+    raise TrainingError(f"training.speed must be 'plain' or 'fast', not {speed!r}")
 
 
 def _excluded_ids(chunks: Sequence[Chunk], exclude: Sequence[str]) -> set[str]:

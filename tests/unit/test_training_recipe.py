@@ -10,7 +10,7 @@ import torch
 
 from slm.access import can_see
 from slm.config import Settings
-from slm.errors import EvalLeakError
+from slm.errors import EvalLeakError, TrainingError
 from slm.registry import Registry
 from slm.training.recipe import TrainOptions, run_training
 from slm.types import Chunk, Hit
@@ -138,3 +138,21 @@ def test_prepare_only_then_loop_elsewhere_then_resume_registers(settings, tmp_pa
                           log=lambda m: None)
     assert report.version == "v1" and report.steps == loop.steps and report.run_dir == prepared.run_dir
     assert report.loss_first == loop.losses[0] and report.data_hash == prepared.data_hash
+
+
+def test_fast_speed_trains_with_packing_and_answer_only_logits(settings, tmp_path):
+    import torch
+
+    settings.training.speed = "fast"
+    report = run_training(settings, TrainOptions(epochs=1, max_steps=2, progress=False),
+                          kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
+    assert report.steps == 2 and report.tokens > 0
+    loop = Registry(tmp_path / "kb" / "adapters").get(report.version).info["training"]
+    assert loop["packing"] is True and loop["answer_only_logits"] is True
+    assert loop["compile"] is torch.cuda.is_available()
+
+
+def test_unknown_speed_is_a_clear_error(settings, tmp_path):
+    settings.training.speed = "turbo"
+    with pytest.raises(TrainingError, match="training.speed"):
+        run_training(settings, TrainOptions(max_steps=1, progress=False), kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
