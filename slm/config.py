@@ -63,10 +63,23 @@ class RetrievalSettings:
 
 
 @dataclass
+class IndexSettings:
+    """Where retrieval reads: the KB folder's FAISS generations, or a PostgreSQL + pgvector database that
+    several API replicas share (ingest still writes the local folder first, then publishes; docs/pgvector.md)."""
+
+    backend: str = "faiss"  # faiss | pgvector
+    dsn: str | None = None  # libpq connection string or URI, e.g. postgresql://slm@db.internal/slm
+    schema: str = "slm"  # one PostgreSQL schema per shared knowledge base
+    search: str = "exact"  # exact: a scan, same top-k as FAISS | hnsw: approximate, an HNSW index per generation
+    ef_search: int = 200  # hnsw only: candidates kept while searching (higher: closer to exact, slower)
+    pool_size: int = 4  # connections per process
+
+
+@dataclass
 class GenerationSettings:
     model: str = DEFAULT_GENERATOR
     adapter: str | None = None  # a path, or a registry version such as "v3"; None: the promoted one
-    backend: str = "transformers"  # transformers | openai
+    backend: str = "transformers"  # transformers | llamacpp (a GGUF file, fast on CPU) | openai
     base_url: str | None = None  # for backend=openai
     api_key: str | None = None
     max_new_tokens: int = 160
@@ -77,6 +90,10 @@ class GenerationSettings:
     threads: int | None = None
     # Extra stop sequences, on top of the built-in ones (a new "Question:", a passage fence, chat markers).
     stop: list[str] = field(default_factory=list)
+    # llamacpp: context window in tokens (0: the model's own), and the GGUF type written when an adapter
+    # (or a non-GGUF model) is served: merged and exported once, then cached (see docs/cpu-serving.md).
+    context_tokens: int = 0
+    gguf_quant: str = "q8_0"
 
 
 @dataclass
@@ -173,6 +190,7 @@ class Settings:
     access: AccessSettings = field(default_factory=AccessSettings)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     answering: AnsweringSettings = field(default_factory=AnsweringSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)

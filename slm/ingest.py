@@ -184,6 +184,7 @@ def ingest(
         if current is not None and not gone and not rebuild:
             with kb.store.transaction() as conn:
                 _log_run(kb, conn, run_id, unchanged, [], failed, [], root)
+            _publish_if_shared(kb, stage, timings)  # a publish that failed last time is retried here
             return _report(paths, pending, unchanged, deleted, failed, 0, t0, embedded, current, run_id, root, timings)
 
         # Build the next generation from the chunks that stay plus the new ones.
@@ -252,8 +253,30 @@ def ingest(
         Manifest.read(folder / "manifest.json").write(kb.index_dir / "manifest.json")
         collect_garbage(kb.index_dir, keep=[number] + ([current] if current is not None else []))
         kb.reload_if_changed()
+        _publish_if_shared(kb, stage, timings)
         written = sum(len(p.chunks) for p in pending)
         return _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings)
+
+
+def _publish_if_shared(kb: KnowledgeBase, stage: Callable[[str], None], timings: dict[str, float]) -> None:
+    """With `index.backend: pgvector`, mirror the committed generation into PostgreSQL for the API replicas."""
+    from slm.index.pg import check_settings
+
+    if check_settings(kb.settings.index) != "pgvector":
+        return
+    from slm.index.pg_publish import publish
+
+    stage("publish")
+    t = time.perf_counter()
+    try:
+        publish(kb, kb.settings.index)
+    except KnowledgeBaseError as exc:
+        raise KnowledgeBaseError(
+            f"the local knowledge base is up to date but publishing it to PostgreSQL failed: {exc}; "
+            "run `slm ingest` again to publish it"
+        ) from None
+    timings["publish"] = time.perf_counter() - t
+    stage("published")
 
 
 def _embed_missing(kb: KnowledgeBase, chunks: list[Chunk], keys: list[str], progress: bool, *, use_cache: bool) -> int:

@@ -19,6 +19,7 @@ from slm.types import Chunk
 
 if TYPE_CHECKING:
     from slm.embedding import Embedder
+    from slm.kb_shared import SharedKnowledgeBase
     from slm.retrieval import HybridRetriever
 
 STORE_FILE = "store.sqlite"
@@ -245,3 +246,15 @@ class KnowledgeBase:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def open_for_serving(settings: Settings, *, embedder: "Embedder | None" = None) -> "KnowledgeBase | SharedKnowledgeBase":
+    """The knowledge base that answers questions: the local folder, or with `index.backend: pgvector` the
+    shared PostgreSQL database the ingest published to (what several API replicas serve from)."""
+    from slm.index.pg import check_settings
+
+    if check_settings(settings.index) == "pgvector":
+        from slm.kb_shared import SharedKnowledgeBase
+
+        return SharedKnowledgeBase.open(settings, embedder=embedder)
+    return KnowledgeBase.open(Path(settings.kb), settings, embedder=embedder)

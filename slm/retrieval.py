@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 candidates, fused by reciprocal rank, optionally reranked
+"""Hybrid retrieval: dense (FAISS or pgvector) and BM25 candidates, fused by reciprocal rank, optionally reranked
 by a cross-encoder; the caller's audiences restrict the search itself, so k visible hits come back."""
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ class HybridRetriever:
 
         dense_pos = dense_scores = sparse_pos = sparse_scores = None
         if mode in ("dense", "hybrid"):
-            dense_pos, dense_scores = index.dense.search(query_vector, depth, allowed)
+            dense_pos, dense_scores = index.search_dense(query_vector, depth, audiences)
         if mode in ("bm25", "hybrid"):
-            sparse_pos, sparse_scores = index.sparse.search(query, depth, allowed)
+            sparse_pos, sparse_scores = index.search_sparse(query, depth, audiences)
 
         sparse_of = dict(zip(map(int, sparse_pos), map(float, sparse_scores))) if sparse_pos is not None else {}
         fused_of: dict[int, float] = {}
@@ -103,7 +103,7 @@ class HybridRetriever:
         top = order[: k * 2]  # a little slack for chunks deleted since this generation was loaded
         chunks = self._chunks(index, top, audiences)
         top = [p for p in top if p in chunks][:k]
-        cosines = index.dense.vectors(np.asarray(top, dtype=np.int64)) @ query_vector if top else []
+        cosines = index.cosines(np.asarray(top, dtype=np.int64), query_vector) if top else []
         hits = []
         for position, cosine in zip(top, cosines):
             score = rerank_of[position] if rerank_of else base[position]

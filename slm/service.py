@@ -114,9 +114,9 @@ def build_answerer(
     from slm.answering import Answerer, ExtractiveAnswerer
 
     if kb is None:
-        from slm.kb import KnowledgeBase
+        from slm.kb import open_for_serving
 
-        kb = KnowledgeBase.open(Path(settings.kb), settings)
+        kb = open_for_serving(settings)
     kb_path = Path(kb.path)
     threshold = calibrated_threshold(settings, kb_path)
     retriever = kb.retriever()
@@ -240,7 +240,7 @@ class LiveAnswerer:
 def build_live_answerer(settings: Settings, *, kb: Any | None = None, check_every: float = 1.0) -> LiveAnswerer:
     """`build_answerer` that follows new index generations and promotions/rollbacks while serving."""
     if kb is None:
-        from slm.kb import KnowledgeBase
+        from slm.kb import open_for_serving
 
-        kb = KnowledgeBase.open(Path(settings.kb), settings)
+        kb = open_for_serving(settings)
     return LiveAnswerer(settings, kb, check_every=check_every)

@@ -69,9 +69,9 @@ class KbLoader:
         self.kb = None
 
     def open(self) -> None:
-        from slm.kb import KnowledgeBase
+        from slm.kb import open_for_serving
 
-        self.kb = KnowledgeBase.open(self.settings.kb, self.settings)
+        self.kb = open_for_serving(self.settings)  # the KB folder, or the shared pgvector database
         self.kb.index()  # load the index and the embedder now, not on the first request
         self.kb.embedder()
 

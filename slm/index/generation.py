@@ -65,6 +65,18 @@ class LoadedIndex:
             self._masks[key] = None if mask.all() else mask
         return self._masks[key]
 
+    def search_dense(self, query: np.ndarray, k: int, audiences: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (positions, cosines) among the rows the caller may see."""
+        return self.dense.search(query, k, self.mask_for(audiences))
+
+    def search_sparse(self, query: str, k: int, audiences: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (positions, BM25 scores) among the rows the caller may see."""
+        return self.sparse.search(query, k, self.mask_for(audiences))
+
+    def cosines(self, positions: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The cosine of each row at `positions` with the (unit) query vector."""
+        return self.dense.vectors(np.asarray(positions, dtype=np.int64)) @ query
+
 
 def build_generation(
     index_dir: Path,

@@ -67,9 +67,9 @@ def build_parts(
 ) -> Parts:
     """Open the KB (once) only for what was not injected: the answerer, the source library, feedback."""
     if kb is None and (answerer is None or (need_library and library is None)):
-        from slm.kb import KnowledgeBase
+        from slm.kb import open_for_serving
 
-        kb = KnowledgeBase.open(Path(settings.kb), settings)
+        kb = open_for_serving(settings)
     if answerer is None:
         from slm.service import build_live_answerer
 
