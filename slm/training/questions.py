@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from slm.training.leakcheck import normalise
+from slm.training.rule_questions import choose, rule_questions
 from slm.types import Chunk, QAExample
 
 _STOP = frozenset(
@@ -39,10 +40,14 @@ class QuestionPolicy:
     min_words: int = 4
     max_words: int = 30
     min_overlap: float = 0.5  # share of the question's content words found in the chunk
-    max_answer_chars: int = 420
+    max_answer_chars: int = 480
     min_answer_chars: int = 40
-    max_passage_chars: int = 900  # answers come from the part of the chunk the prompt shows
-    question_context_chars: int = 700  # how much of the chunk the teacher reads to write a question
+    # Extractive answers grow sentence by sentence to about this length (up to 4 sentences): long enough to
+    # carry the reason or the steps, not just the one matching sentence.
+    target_answer_chars: int = 260
+    # Answers come only from the part of the chunk the prompt shows (answering.max_passage_chars at serving).
+    max_passage_chars: int = 600
+    question_context_chars: int = 600  # how much of the chunk the teacher reads to write a question
     min_chunk_chars: int = 200
     teacher_answers: bool = False  # ask the teacher for the answer too (strong endpoint teachers)
     min_answer_support: float = 0.7  # share of a teacher answer's content words found in the chunk
@@ -53,6 +58,7 @@ class GenerationStats:
     chunks: int = 0
     teacher_questions: int = 0
     fallback_questions: int = 0
+    rule_questions: Counter = field(default_factory=Counter)  # by kind: instruction, definition, heading, ...
     teacher_answers: int = 0
     extractive_answers: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -60,6 +66,7 @@ class GenerationStats:
     def summary(self) -> dict:
         data = asdict(self)
         data["rejected"] = dict(self.rejected)
+        data["rule_questions"] = dict(self.rule_questions)
         return data
 
 
@@ -81,6 +88,10 @@ def sentences(text: str) -> list[str]:
             continue
         out.append(sentence)
     return out
+
+
+def _heading(chunk: Chunk) -> str:
+    return clean_heading(chunk.section[-1]) if chunk.section else clean_heading(chunk.title)
 
 
 def clean_heading(text: str) -> str:
@@ -130,16 +141,36 @@ def sample_chunks(
 
 
 # ------------------------------------------------------------------ questions
+# Worked examples for the teacher, about no corpus in particular: a small model copies their form (one
+# specific, self-contained question that the text answers) far more reliably than it follows instructions.
+_QUESTION_SHOTS = (
+    ("Refunds go back to the original payment method within 10 business days after the returned item "
+     "reaches our warehouse. Items marked final sale cannot be returned.",
+     "How long does a refund take after I return an item?"),
+    ("To rotate an API key, open Settings > Security, click Regenerate next to the key and update every "
+     "client that uses it. The old key stops working after 24 hours.",
+     "How do I rotate an API key?"),
+    ("The cache is off by default because stale entries caused hard-to-debug errors when several users "
+     "shared one installation. Turn it on with cache=true on single-user installs only.",
+     "Why is the cache turned off by default?"),
+)
+
+
 def question_messages(chunk: Chunk, n: int = 1, max_chars: int = 900) -> list[dict[str, str]]:
     ask = "one question" if n == 1 else f"{n} different questions, one per line,"
-    return [
+    messages = [
         {
             "role": "system",
             "content": f"You write {ask} that a user of these documents might ask and that the text answers. "
             "Write a complete, specific question ending with a question mark. Reply with the question only.",
-        },
-        {"role": "user", "content": f"Text:\n{chunk.text[:max_chars].strip()}\n\nQuestion:"},
+        }
     ]
+    if n == 1:
+        for text, question in _QUESTION_SHOTS:
+            messages.append({"role": "user", "content": f"Text:\n{text}\n\nQuestion:"})
+            messages.append({"role": "assistant", "content": question})
+    messages.append({"role": "user", "content": f"Text:\n{chunk.text[:max_chars].strip()}\n\nQuestion:"})
+    return messages
 
 
 def clean_question(raw: str) -> str | None:
@@ -215,8 +246,9 @@ def fallback_question(chunk: Chunk, seen: set[str], doc_freq: Counter, n_docs: i
 
 
 # ------------------------------------------------------------------ answers
-def extractive_answer(question: str, chunk: Chunk, policy: QuestionPolicy) -> str | None:
-    """The chunk's 1-3 consecutive sentences that best match the question, verbatim (whitespace collapsed)."""
+def extractive_answer(question: str, chunk: Chunk, policy: QuestionPolicy, start: int | None = None) -> str | None:
+    """The chunk's 1-4 consecutive sentences that best match the question (or that begin at sentence `start`),
+    verbatim (whitespace collapsed)."""
     visible = chunk.text[: policy.max_passage_chars]
     candidates = sentences(visible)
     if not candidates:
@@ -227,10 +259,10 @@ def extractive_answer(question: str, chunk: Chunk, policy: QuestionPolicy) -> st
         words = set(content_words(candidates[i]))
         return len(words & qwords) / (1 + math.sqrt(len(words))) - 0.01 * i
 
-    best = max(range(len(candidates)), key=score)
+    best = start if start is not None and 0 <= start < len(candidates) else max(range(len(candidates)), key=score)
     answer = candidates[best]
     nxt = best + 1
-    while len(answer) < 160 and nxt < len(candidates) and nxt - best < 3:
+    while len(answer) < policy.target_answer_chars and nxt < len(candidates) and nxt - best < 4:
         if len(answer) + 1 + len(candidates[nxt]) > policy.max_answer_chars:
             break
         answer = f"{answer} {candidates[nxt]}"
@@ -280,6 +312,7 @@ def generate_examples(
         doc_freq.update(set(w.lower().rstrip(".") for w in _WORD_RE.findall(chunk.text)))
     seen_q: set[str] = set()
     seen_a: set[str] = set()
+    rng = random.Random(0)
     examples: list[QAExample] = []
     bar = tqdm(total=len(chunks), desc="writing questions", unit="chunk", disable=not progress)
     for start in range(0, len(chunks), batch_size):
@@ -290,7 +323,7 @@ def generate_examples(
                 [question_messages(c, questions_per_chunk, policy.question_context_chars) for c in group],
                 max_new_tokens=32 * questions_per_chunk,
             )
-        pending: list[tuple[str, Chunk]] = []
+        pending: list[tuple[str, Chunk, int | None]] = []
         for chunk, reply in zip(group, replies):
             lines = reply.splitlines() if questions_per_chunk > 1 else [reply]
             accepted = 0
@@ -304,24 +337,30 @@ def generate_examples(
                     continue
                 if question and not problem:
                     seen_q.add(normalise(question))
-                    pending.append((question, chunk))
+                    pending.append((question, chunk, None))
                     stats.teacher_questions += 1
                     accepted += 1
+            written = rule_questions(chunk, sentences(chunk.text[: policy.max_passage_chars]), _heading(chunk))
             while accepted < questions_per_chunk:
-                question = fallback_question(chunk, seen_q, doc_freq, len(chunks))
-                if normalise(question) in seen_q:
-                    stats.rejected["duplicate fallback"] += 1
-                    break
+                chosen = choose(written, rng, seen_q, normalise)
+                if chosen is not None:
+                    question, start = chosen.text, chosen.sentence
+                    stats.rule_questions[chosen.kind] += 1
+                else:
+                    question, start = fallback_question(chunk, seen_q, doc_freq, len(chunks)), None
+                    if normalise(question) in seen_q:
+                        stats.rejected["duplicate fallback"] += 1
+                        break
+                    stats.fallback_questions += 1
                 seen_q.add(normalise(question))
-                pending.append((question, chunk))
-                stats.fallback_questions += 1
+                pending.append((question, chunk, start))
                 accepted += 1
         teacher_answers = [None] * len(pending)
         if teacher is not None and policy.teacher_answers and pending:
             teacher_answers = teacher.complete_many(
-                [answer_messages(q, c, policy.max_passage_chars) for q, c in pending], max_new_tokens=160
+                [answer_messages(q, c, policy.max_passage_chars) for q, c, _ in pending], max_new_tokens=160
             )
-        for (question, chunk), proposed in zip(pending, teacher_answers):
+        for (question, chunk, start), proposed in zip(pending, teacher_answers):
             answer = None
             if proposed and supported(" ".join(proposed.split()), chunk, policy):
                 answer = " ".join(proposed.split())
@@ -329,7 +368,7 @@ def generate_examples(
             else:
                 if proposed:
                     stats.rejected["teacher answer unsupported"] += 1
-                answer = extractive_answer(question, chunk, policy)
+                answer = extractive_answer(question, chunk, policy, start)
                 if answer is not None:
                     stats.extractive_answers += 1
             if answer is None:

@@ -139,7 +139,9 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     started = time.perf_counter()
     cfg = settings.training
     base = options.base or cfg.base
-    teacher_spec = options.teacher or cfg.teacher or base
+    teacher_spec = options.teacher or cfg.teacher or "none"
+    if teacher_spec == "base":
+        teacher_spec = base
     notes: list[str] = []
     own_kb = kb is None
     if own_kb:
@@ -188,8 +190,11 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
                 teacher = LocalTeacher(student[0], student[1], name=base)
             else:
                 teacher = load_teacher(teacher_spec)
-            policy = QuestionPolicy(teacher_answers=teacher_spec.startswith(("http://", "https://")))
-            log(f"writing questions for {len(chunks)} chunks with teacher {teacher_spec}")
+            shown = settings.answering.max_passage_chars  # the model must find its answer in what it is shown
+            policy = QuestionPolicy(teacher_answers=teacher_spec.startswith(("http://", "https://")),
+                                    max_passage_chars=shown, question_context_chars=shown)
+            writer = "rules (no teacher model)" if teacher is None else f"teacher {teacher_spec}"
+            log(f"writing questions for {len(chunks)} chunks with {writer}")
             examples, stats = generate_examples(
                 chunks, teacher, policy=policy, questions_per_chunk=cfg.questions_per_chunk, progress=options.progress
             )

@@ -97,7 +97,8 @@ def test_generate_examples_with_a_weak_teacher_is_grounded_and_falls_back():
     teacher = FakeTeacher(["What is the capital of France?", "How many days of annual leave do employees receive?"])
     examples, stats = generate_examples(chunks, teacher, progress=False)
     assert len(examples) == 2
-    assert stats.teacher_questions == 1 and stats.fallback_questions == 1
+    # the rejected teacher question is replaced by a rule-written one (here from the section heading)
+    assert stats.teacher_questions == 1 and sum(stats.rule_questions.values()) + stats.fallback_questions == 1
     assert stats.rejected["no overlap with the chunk"] == 1
     by_gold = {e.gold_chunk_ids[0]: e for e in examples}
     assert by_gold["hr/leave.md::0000"].question == "How many days of annual leave do employees receive?"
