@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL cluster with pgvector for tests and benchmarks: initdb into a temp folder,
 listen on a free loopback port, stop and delete on exit.
 
-Where the binaries come from (first that has pgvector): $SLM_TEST_PG_BIN, the `pgserver` wheel from the
-test extra (PostgreSQL 16 + pgvector 0.6), a Debian/Ubuntu /usr/lib/postgresql/*/bin. PostgreSQL refuses
+Where the binaries come from (first that has pgvector): $SLM_TEST_PG_BIN, a Debian/Ubuntu
+/usr/lib/postgresql/*/bin with postgresql-NN-pgvector, the `pgserver` wheel from the test extra
+(PostgreSQL 16 + pgvector 0.6; Debian bookworm packages no pgvector). PostgreSQL refuses
 to run as root: as root the cluster runs as the `postgres` user if there is one, else as `nobody`.
 """
 
@@ -23,10 +24,10 @@ def find_pg_bin() -> Path | None:
     candidates: list[Path] = []
     if os.environ.get("SLM_TEST_PG_BIN"):
         candidates.append(Path(os.environ["SLM_TEST_PG_BIN"]))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     spec = importlib.util.find_spec("pgserver")  # located, not imported: importing it has side effects
     if spec is not None and spec.submodule_search_locations:
         candidates.append(Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin")
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     for folder in candidates:
         if (folder / "initdb").is_file() and _has_pgvector(folder):
             return folder
