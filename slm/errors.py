@@ -49,3 +49,7 @@ class AccessDenied(SlmError):
 
 class ApiKeyError(SlmError):
     """An API key name is taken, or the key to revoke is unknown."""
+
+
+class ExportError(SlmError):
+    """A model could not be exported (an architecture or tokenizer the GGUF writer does not know, a bad quant)."""

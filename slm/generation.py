@@ -1,6 +1,7 @@
-"""Text generators behind one protocol: a local transformers model (+ LoRA adapter) or an OpenAI-compatible server.
+"""Text generators behind one protocol: a local transformers model (+ LoRA adapter), llama.cpp (slm.llamacpp)
+or an OpenAI-compatible server.
 
-Both stream text deltas and stop early when the model starts to forge a new "Question:" or a passage
+All stream text deltas and stop early when the model starts to forge a new "Question:" or a passage
 fence, so a small model cannot run on into a made-up conversation.
 """
 
@@ -415,7 +416,11 @@ def load_generator(settings: GenerationSettings, adapter: str | Path | None = No
         if not settings.base_url:
             raise ModelLoadError("generation.backend is 'openai' but generation.base_url is not set")
         return OpenAIGenerator(settings.base_url, settings.model, api_key=settings.api_key)
+    if settings.backend == "llamacpp":
+        from slm.llamacpp import load_llamacpp_generator
+
+        return load_llamacpp_generator(settings, adapter)
     if settings.backend != "transformers":
-        raise ModelLoadError(f"unknown generation.backend '{settings.backend}'; use transformers or openai")
+        raise ModelLoadError(f"unknown generation.backend '{settings.backend}'; use transformers, llamacpp or openai")
     model, tokenizer = load_causal_lm(settings.model, adapter=adapter, cache=True)
     return TransformersGenerator(model, tokenizer, name=settings.model, adapter=str(adapter) if adapter else None)

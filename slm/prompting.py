@@ -104,8 +104,33 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """Text the model is fed: the tokenizer's chat template where it has one, a plain one otherwise."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return _plain_prompt(messages)
+
+
+def _plain_prompt(messages: list[dict[str, str]]) -> str:
     parts = [f"### {m['role'].capitalize()}:\n{m['content']}\n" for m in messages]
     return "".join(parts) + "### Assistant:\n"
+
+
+def render_chat_template(template: str | None, messages: list[dict[str, str]], **special_tokens: str) -> str:
+    """`render_prompt` for a bare chat template (e.g. read from a GGUF file, with no transformers tokenizer):
+    the same Jinja settings as transformers' apply_chat_template, so both backends feed identical text."""
+    if not template:
+        return _plain_prompt(messages)
+    import json
+
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(f"chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = lambda x, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special_tokens)
 
 
 def rewrite_prompt(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""`slm train` and `slm models list|promote|rollback|merge`: thin commands over slm.training and slm.registry."""
+"""`slm train` and `slm models list|promote|rollback|merge|export-gguf`: thin commands over slm.training and slm.registry."""
 
 from __future__ import annotations
 
@@ -108,3 +108,29 @@ def merge_model(
     registry, _ = _registry(kb, config)
     path = merge_adapter(registry.get(version), out)
     typer.echo(f"merged model written to {path}")
+
+
+@models_app.command("export-gguf")
+def export_gguf_model(
+    version: Optional[str] = typer.Argument(None, help="Registry version (default: the promoted one); 'base' = no adapter."),
+    out: Path = typer.Option(..., "--out", help="The .gguf file to write."),
+    quant: str = typer.Option("q8_0", "--quant", help="f32, f16, or a llama.cpp quantisation: q8_0, q6_k, q5_k_m, q4_k_m, q4_0, q4_1 ..."),
+    kb: Optional[Path] = KbOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Merge VERSION into its base and write one GGUF file for llama.cpp (generation.backend: llamacpp)."""
+    from slm.errors import RegistryError
+    from slm.training.gguf_export import export_gguf
+
+    registry, settings = _registry(kb, config)
+    if version is not None and version.lower() in ("base", "none"):
+        base, adapter, label = settings.generation.model, None, None
+    else:
+        entry = registry.get(version) if version else registry.current()
+        if entry is None:
+            raise RegistryError("no adapter is promoted: name a VERSION, or 'base' to export the base model alone")
+        base, adapter, label = entry.base, entry.path, entry.version
+    typer.secho(f"exporting {base}" + (f" + {label}" if label else "") + f" as {quant} ...", dim=True, err=True)
+    result = export_gguf(base, adapter, out, quant=quant, label=label)
+    typer.echo(f"GGUF written to {result.path} ({result.bytes / 1e6:.1f} MB, {result.quant}); "
+               f"serve it with generation.backend: llamacpp and generation.model: {result.path}")
