@@ -12,7 +12,9 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.abstention import evidence_score, is_abstention
-from slm.citations import MarkerFilter, attribute, best_snippet, nearest_sources, parse_citations, strip_markers
+from slm.citations import (
+    MarkerFilter, MarkerVerifier, attribute, best_snippet, nearest_sources, parse_citations, strip_markers,
+)
 from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
 from slm.errors import SlmError
 from slm.generation import Generator
@@ -208,12 +210,15 @@ class Answerer(_Base):
             demo=self.use_demo(generator),
         )
         markers = MarkerFilter(len(passages))
+        verifier = MarkerVerifier(passages, query) if self.answering.verify_citations else None
         parts: list[str] = []
         first_token_s = None
         raw: list[str] = []
         for delta in generator.stream(messages, generation):
             raw.append(delta)
             out = markers.feed(delta)
+            if verifier is not None:
+                out = verifier.feed(out)
             if not parts:
                 out = out.lstrip()
             if out:
@@ -221,6 +226,8 @@ class Answerer(_Base):
                 parts.append(out)
                 yield out
         tail = markers.flush()
+        if verifier is not None:
+            tail = verifier.feed(tail)
         if tail.strip() or (parts and tail):
             parts.append(tail)
             yield tail

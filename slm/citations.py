@@ -171,6 +171,71 @@ def attribute(text: str, passages: Sequence[Hit], question: str = "", *, min_sha
     return "".join(out)
 
 
+def _support(words: set[str], hit: Hit) -> float:
+    return len(words & _words(hit.chunk.text)) / len(words) if words else 0.0
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+def _sentence_before(context: str) -> str:
+    """The sentence a marker written at the end of `context` belongs to (markers removed)."""
+    body = MARKER_RE.sub(" ", context).rstrip()
+    if body.endswith((".", "!", "?")):  # "... the text. [2]": the marker closes the sentence before it
+        body = body[:-1]
+    ends = list(_SENTENCE_END.finditer(body))
+    return body[ends[-1].end():] if ends else body
+
+
+class MarkerVerifier:
+    """Re-points a marker at the passage its sentence's words come from, when the passage it names does not
+    support the sentence (under `min_share` of its new words) and another passage clearly does (`margin` more).
+
+    Small models often copy a sentence from one passage and write another's number. Works on a stream: each
+    complete marker is judged against the sentence written before it, so streamed and final text agree.
+    """
+
+    def __init__(self, passages: Sequence[Hit], question: str = "", *, min_share: float = 0.6, margin: float = 0.2):
+        self.passages = passages
+        self.asked = _words(question)
+        self.min_share = min_share
+        self.margin = margin
+        self.written = ""
+        self.changed = 0
+
+    def feed(self, chunk: str) -> str:
+        out: list[str] = []
+        pos = 0
+        for match in MARKER_RE.finditer(chunk):
+            out.append(chunk[pos : match.start()])
+            numbers = [n for n in _numbers(match.group(1)) if 1 <= n <= len(self.passages)]
+            fixed = self._repoint(_sentence_before(self.written + "".join(out)), numbers)
+            self.changed += fixed != numbers
+            out.append(f"[{', '.join(map(str, fixed))}]" if fixed else match.group(0))
+            pos = match.end()
+        out.append(chunk[pos:])
+        text = "".join(out)
+        self.written += text
+        return text
+
+    def _repoint(self, sentence: str, numbers: list[int]) -> list[int]:
+        novel = _words(sentence) - self.asked
+        if not numbers or len(novel) < 3:
+            return numbers
+        shares = [_support(novel, hit) for hit in self.passages]
+        held = max(shares[n - 1] for n in numbers)
+        best = max(range(len(shares)), key=lambda i: shares[i])
+        if held >= self.min_share or shares[best] < self.min_share or shares[best] - held < self.margin:
+            return numbers
+        return [best + 1]
+
+
+def verify_markers(text: str, passages: Sequence[Hit], question: str = "", **kwargs) -> tuple[str, int]:
+    """`MarkerVerifier` over a whole text: (text with markers re-pointed, how many were)."""
+    verifier = MarkerVerifier(passages, question, **kwargs)
+    return verifier.feed(text), verifier.changed
+
+
 def nearest_sources(passages: Sequence[Hit], reference: str, limit: int = 3) -> tuple[Citation, ...]:
     """Citations for the closest passages, for answers that abstain but still point somewhere."""
     return tuple(citation_for(i, hit, reference) for i, hit in enumerate(passages[:limit], start=1))

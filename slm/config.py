@@ -106,6 +106,9 @@ class AnsweringSettings:
     history_turns: int = 4
     # When the model cites nothing, add [n] after sentences whose words a passage clearly contains.
     attribute_uncited: bool = True
+    # When a sentence's [n] names a passage that does not contain its words and another passage clearly does,
+    # re-point the marker there (small models copy from one passage and write another's number).
+    verify_citations: bool = True
     # Show the model a worked example first: auto = only for a base model without adapter; always; never.
     demo: str = "auto"
 
@@ -136,6 +139,7 @@ class TrainingSettings:
     # plain: padded batches (any setup); fast: packing + answer-only logits (+ torch.compile, no recomputation
     # on CUDA), 3.2-3.6x the plain path on an H100 (reports/bench/gpu_train_throughput.txt). No token-level KD.
     speed: str = "plain"
+    gradient_checkpointing: str = "auto"  # auto: on with a GPU, off on a CPU (recomputing costs ~1/3 more there)
     # Evaluation QA files (JSONL) kept out of training: near-duplicate generated questions are dropped.
     eval_qa: list[str] = field(default_factory=list)
     exclude_docs: list[str] = field(default_factory=list)  # doc-id globs never used as training data

@@ -234,3 +234,30 @@ def test_max_new_tokens_caps_this_answer_only():
     answerer.answer("How long do refunds take?", max_new_tokens=7)
     answerer.answer("How long do refunds take?")
     assert gen.limits == [7, GenerationSettings().max_new_tokens]
+
+
+def test_a_wrong_marker_is_re_pointed_in_the_stream_and_the_answer_alike():
+    # the model copies the leave passage's sentence but writes the other passage's number
+    question = "How many days of annual leave per year, and where do requests go?"
+    probe, _, _ = _answerer("Nothing [1].")
+    shown = [h.chunk.doc_id for h in probe.answer(question).passages]
+    assert "leave" in shown and len(shown) == 2
+    right, wrong = 1 + shown.index("leave"), 2 - shown.index("leave")
+    answerer, _, _ = _answerer(f"Annual leave is 25 days per year and requests go through the HR portal [{wrong}].")
+    items = list(answerer.stream(question))
+    streamed, answer = "".join(i for i in items if isinstance(i, str)), items[-1]
+    assert [c.doc_id for c in answer.citations] == ["leave"]
+    expected = f"Annual leave is 25 days per year and requests go through the HR portal [{right}]."
+    assert streamed == answer.text == expected
+
+
+def test_marker_verification_can_be_turned_off():
+    question = "How many days of annual leave per year, and where do requests go?"
+    probe, _, _ = _answerer("Nothing [1].")
+    shown = [h.chunk.doc_id for h in probe.answer(question).passages]
+    wrong = 2 - shown.index("leave")
+    retriever = ListRetriever(list(CHUNKS))
+    answering = AnsweringSettings(min_evidence=0.2, passages=2, verify_citations=False)
+    reply = f"Annual leave is 25 days per year and requests go through the HR portal [{wrong}]."
+    answerer = Answerer(retriever, ScriptedGenerator(reply), answering, RetrievalSettings(), GenerationSettings())
+    assert answerer.answer(question).text == reply

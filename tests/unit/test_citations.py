@@ -100,3 +100,31 @@ def test_attribution_marks_only_sentences_a_passage_supports(passages):
     assert "HR portal [2]." in marked
     # a sentence that only repeats the question's words is not evidence of anything
     assert attribute("Refunds are accepted.", passages, question="Are refunds accepted?") == "Refunds are accepted."
+
+
+def test_a_marker_naming_the_wrong_passage_is_re_pointed_at_the_one_quoted(passages):
+    from slm.citations import verify_markers
+
+    text, changed = verify_markers("Annual leave is 25 days and requests go through the HR portal [1].", passages,
+                                   "How much leave do I get?")
+    assert text == "Annual leave is 25 days and requests go through the HR portal [2]." and changed == 1
+
+
+def test_supported_unsupported_and_short_sentences_keep_their_markers(passages):
+    from slm.citations import verify_markers
+
+    right = "Refunds are accepted within 30 days of purchase [1]."
+    nowhere = "Penguins migrate across glaciers every winter season [2]."  # no passage holds it: not ours to move
+    short = "Yes, 30 days [2]."
+    for text in (right, nowhere, short):
+        assert verify_markers(text, passages) == (text, 0)
+
+
+def test_the_verifier_works_on_a_stream_marker_after_the_period(passages):
+    from slm.citations import MarkerVerifier
+
+    verifier = MarkerVerifier(passages)
+    pieces = ["Refunds are accepted within ", "30 days of purchase. ", "[2]", " Annual leave is 25 days", " [2]."]
+    out = "".join(verifier.feed(p) for p in pieces)
+    assert out == "Refunds are accepted within 30 days of purchase. [1] Annual leave is 25 days [2]."
+    assert verifier.changed == 1

@@ -156,3 +156,16 @@ def test_unknown_speed_is_a_clear_error(settings, tmp_path):
     settings.training.speed = "turbo"
     with pytest.raises(TrainingError, match="training.speed"):
         run_training(settings, TrainOptions(max_steps=1, progress=False), kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
+
+
+def test_gradient_checkpointing_is_off_on_a_cpu_unless_asked_for():
+    import torch
+
+    from slm.errors import TrainingError
+    from slm.training.recipe import _checkpointing_field
+
+    assert _checkpointing_field("on") == {"gradient_checkpointing": True}
+    assert _checkpointing_field("off") == {"gradient_checkpointing": False}
+    assert _checkpointing_field("auto") == ({} if torch.cuda.is_available() else {"gradient_checkpointing": False})
+    with pytest.raises(TrainingError, match="auto, on or off"):
+        _checkpointing_field("sometimes")
