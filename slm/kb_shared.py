@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from slm.config import Settings
 from slm.errors import IndexMismatchError, KnowledgeBaseError
 from slm.index.manifest import Manifest
-from slm.index.pg import check_settings, chunks_table, open_pool, safe_dsn, schema_id
+from slm.index.pg import check_settings, current_chunks_view, open_pool, safe_dsn, schema_id
 from slm.types import Chunk
 
 if TYPE_CHECKING:
@@ -163,31 +163,26 @@ class SharedKnowledgeBase:
         ids = list(ids)
         if not ids:
             return []
-        for _attempt in range(3):
-            number = self.current_generation()
-            if number is None:
-                return []
-            table = chunks_table(self.settings.index, number)
-            try:
-                with self._pool.connection() as conn:
-                    rows = conn.execute(sql.SQL(_CHUNK_SELECT + " WHERE id = ANY(%s)").format(table), [ids]).fetchall()
-            except _undefined_table():
-                continue
-            found = {r[0]: _chunk(r) for r in rows}
-            return [found[i] for i in ids if i in found]
-        raise KnowledgeBaseError("the shared index kept changing while reading chunks; try again")
+        view = current_chunks_view(self.settings.index)
+        try:
+            with self._pool.connection() as conn:
+                rows = conn.execute(sql.SQL(_CHUNK_SELECT + " WHERE id = ANY(%s)").format(view), [ids]).fetchall()
+        except _undefined_table():
+            return []  # nothing published yet
+        found = {r[0]: _chunk(r) for r in rows}
+        return [found[i] for i in ids if i in found]
 
     def all_chunks(self, audiences: frozenset[str] | None = None) -> Iterator[Chunk]:
         from psycopg import sql
 
         from slm.access import can_see
 
-        number = self.current_generation()
-        if number is None:
+        try:
+            with self._pool.connection() as conn:
+                rows = conn.execute(sql.SQL(_CHUNK_SELECT + " ORDER BY position")
+                                    .format(current_chunks_view(self.settings.index))).fetchall()
+        except _undefined_table():
             return
-        table = chunks_table(self.settings.index, number)
-        with self._pool.connection() as conn:
-            rows = conn.execute(sql.SQL(_CHUNK_SELECT + " ORDER BY position").format(table)).fetchall()
         for row in rows:
             chunk = _chunk(row)
             if can_see(chunk.audiences, audiences):

@@ -6,6 +6,7 @@ One PostgreSQL schema (`index.schema`) holds one shared knowledge base:
                               from (source, source_generation) and its BM25 index (`sparse`, a tar)
   chunks_NNNNNN               one immutable table per generation: position (= row of the BM25 index),
                               chunk fields, audiences text[], embedding vector(dimension)
+  current_chunks              a view of the served generation's table (switched with `state`)
 """
 
 from __future__ import annotations
@@ -164,6 +165,13 @@ def chunks_table(settings: IndexSettings, number: int) -> "sql.Identifier":
     from psycopg import sql
 
     return sql.Identifier(settings.schema, f"chunks_{number:06d}")
+
+
+def current_chunks_view(settings: IndexSettings) -> "sql.Identifier":
+    """`current_chunks`: a view of the served generation's table, redefined in each publish transaction."""
+    from psycopg import sql
+
+    return sql.Identifier(settings.schema, "current_chunks")
 
 
 def ensure_schema(conn, settings: IndexSettings) -> None:
