@@ -78,7 +78,7 @@ def publish(kb: "KnowledgeBase", settings: IndexSettings, *, force: bool = False
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))  # an orphan of a failed publish
             conn.execute(sql.SQL(CHUNKS_DDL).format(table=table, dimension=sql.Literal(manifest.dimension)))
             # Keep each vector in its row: left to TOAST, a 1,200-char chunk pushes its vector out of line and
-            # every distance of a scan then costs a TOAST fetch (6x slower on 1,744 python-docs chunks).
+            # every distance of a scan then costs a TOAST fetch (several times slower, docs/pgvector.md).
             conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(table))
             columns = sql.SQL(", ").join(sql.Identifier(c) for c in CHUNK_COLUMNS)
             with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, columns)) as copy:
