@@ -145,6 +145,9 @@ class TrainingSettings:
     exclude_docs: list[str] = field(default_factory=list)  # doc-id globs never used as training data
     warmup_ratio: float = 0.06
     lr_schedule: str = "cosine"  # cosine | linear | constant
+    # Several GPUs (`slm train --gpus N`, or torchrun): ddp replicates the model on each GPU; fsdp shards it
+    # (FSDP2, per decoder layer) for bases that do not fit on one. batch_size and grad_accum are per GPU.
+    distributed: str = "ddp"
 
 
 @dataclass

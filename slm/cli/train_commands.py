@@ -41,6 +41,10 @@ def train(
         False, "--prepare-only",
         help="Stop after writing the tokenised data; run the loop elsewhere (python -m slm.training.prepared), then --resume.",
     ),
+    gpus: int = typer.Option(
+        1, "--gpus", min=1,
+        help="Run the LoRA loop on this many GPUs of this machine (torchrun; training.distributed: ddp or fsdp).",
+    ),
     kb: Optional[Path] = KbOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -51,7 +55,7 @@ def train(
     options = TrainOptions(
         base=base, teacher=teacher, epochs=epochs, max_chunks=max_chunks, audiences=parse_audiences(audience),
         eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,
-        gate=gate, gate_limit=gate_limit, max_steps=max_steps, prepare_only=prepare_only,
+        gate=gate, gate_limit=gate_limit, max_steps=max_steps, prepare_only=prepare_only, gpus=gpus,
     )
     report = run_training(settings, options, log=lambda m: typer.secho(m, dim=True, err=True))
     typer.secho("\nTraining finished", bold=True)

@@ -3,6 +3,11 @@
 A checkpoint (every `save_every` optimizer steps) holds the adapter, optimizer, scheduler, RNG states,
 the step and the data position; `resume=True` continues from the latest one and ends where an
 uninterrupted run would have ended.
+
+Under torchrun (several processes) the same loop is data-parallel (slm/training/distributed.py): each
+rank takes every W-th micro-batch of an epoch, `batch_size` and `grad_accum` are per rank, so the global
+batch is batch_size x grad_accum x W and a step equals one process's step with grad_accum x W. Rank 0
+writes checkpoints, the adapter and the result.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from slm.errors import TrainingError
+from slm.training.checkpoints import (  # noqa: F401  (latest_checkpoint: public here too)
+    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state, trainer_state,
+)
 from slm.training.data import EncodedExample
 
 RESULT_FILE = "loop_result.json"
@@ -60,6 +68,8 @@ class LoopConfig:
     answer_only_logits: bool = False  # LM head + loss on answer tokens only
     compile: bool = False  # torch.compile each decoder layer
     checkpoint_layers: int | None = None  # with gradient_checkpointing: None all layers, k the first k only
+    # With several processes (torchrun): ddp replicates the model; fsdp shards it (FSDP2, per decoder layer)
+    distributed: str = "ddp"
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,15 @@ class LoopResult:
     adapter_dir: Path
     steps: int
     total_steps: int
-    tokens: int  # tokens processed (prompt + answer, no padding) in this process
+    tokens: int  # tokens processed (prompt + answer, no padding), summed over processes
     answer_tokens: int
     seconds: float
     losses: tuple[float, ...]  # one per optimizer step, over the whole run (resumed steps included)
     resumed_from: int = 0
     finished: bool = True
     config: dict = field(default_factory=dict)
-    peak_memory_mb: float = 0.0  # of the process that ran the loop (GPU allocation included)
+    peak_memory_mb: float = 0.0  # of the process that ran the loop (GPU allocation included; rank 0)
+    world: int = 1  # processes that trained (torchrun)
 
     @property
     def tokens_per_second(self) -> float:
@@ -150,69 +161,6 @@ def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-# ------------------------------------------------------------------ checkpoints
-def _rng_state() -> dict:
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(run_dir: Path, model: Any, state: dict) -> Path:
-    """Write `checkpoints/step-N` completely, then point `checkpoints/latest` at it (atomic replace)."""
-    import torch
-
-    from slm.registry import atomic_write_text
-
-    root = run_dir / "checkpoints"
-    name = f"step-{state['step']:06d}"
-    tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    torch.save(state, tmp / "trainer_state.pt")
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(root / "latest", name + "\n")
-    for old in root.glob("step-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    folder = run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
-    return folder if (folder / "trainer_state.pt").is_file() else None
-
-
-def load_checkpoint(folder: Path, model: Any) -> dict:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    weights = load_file(str(folder / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, weights)
-    return torch.load(folder / "trainer_state.pt", weights_only=False)
-
-
 # ------------------------------------------------------------------ the loop
 def train_lora(
     model: Any,
@@ -225,20 +173,33 @@ def train_lora(
     distiller: Any = None,
     progress: bool = True,
 ) -> LoopResult:
-    """Train the LoRA layers of `model` (already wrapped by attach_lora) on encoded examples."""
+    """Train the LoRA layers of `model` (already wrapped by attach_lora) on encoded examples.
+
+    Under torchrun every rank calls this with the same model, examples and config (see the module docstring).
+    """
     import torch
     from tqdm.auto import tqdm
 
+    from slm.training.distributed import check_strategy, init_from_env, parallelize, shard, training_device
     from slm.training.fast import SpeedPlan
 
     if not examples:
         raise TrainingError("no training examples: nothing to train on")
+    info = init_from_env()
+    check_strategy(config.distributed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = next(p for p in model.parameters()).device
+    device = training_device(model, info)
     lengths = [len(e.input_ids) for e in examples]
     plan = SpeedPlan.from_loop(config, lengths, distiller=distiller)
     plan.prepare(model, device)
-    per_epoch = len(plan.batches(lengths, config.batch_size, seed=config.seed, epoch=0))
+
+    def epoch_share(epoch: int) -> list[list[int]]:
+        return shard(plan.batches(lengths, config.batch_size, seed=config.seed, epoch=epoch), info)
+
+    per_epoch = len(epoch_share(0))
+    if per_epoch == 0:
+        raise TrainingError(f"{len(examples)} examples make fewer micro-batches than the {info.world} processes: "
+                            "lower training.batch_size or train on fewer GPUs")
     total_micro = max(1, math.ceil(per_epoch * config.epochs))
     total_steps = math.ceil(total_micro / config.grad_accum)
     if config.max_steps:
@@ -246,98 +207,112 @@ def train_lora(
         total_micro = min(total_micro, total_steps * config.grad_accum)
     warmup = int(config.warmup_ratio * total_steps)
 
+    state = None
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:  # weights first: every rank loads the same full adapter, then FSDP shards it
+        state = load_checkpoint(checkpoint, model)
+        check_resumable(state, checkpoint, total_steps, len(examples), info.world, config.distributed)
+    parallel = parallelize(model, _StepLoss(plan, distiller), info, config.distributed, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.schedule, warmup, total_steps))
 
     step, losses, resumed_from = 0, [], 0
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model)
-        if state["total_steps"] != total_steps or state["examples"] != len(examples):
-            raise TrainingError(
-                f"checkpoint {checkpoint} belongs to a different run (steps/data differ); start without --resume"
-            )
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None:
+        parallel.load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng_by_rank"][info.rank] if "rng_by_rank" in state else state["rng"])
         step, losses, resumed_from = state["step"], list(state["losses"]), state["step"]
-    else:
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
+    else:  # dropout differs between ranks (their data does too); rank 0 draws what one process would
+        torch.manual_seed(config.seed + info.rank)
+        random.seed(config.seed + info.rank)
 
     def micro_batches(start: int):
-        """Micro-batches from data position `start` on (epochs concatenated, deterministic)."""
+        """This rank's micro-batches from data position `start` on (epochs concatenated, deterministic)."""
         cache: dict[int, list[list[int]]] = {}
         for index in range(start, total_micro):
             epoch, offset = divmod(index, per_epoch)
             if epoch not in cache:
-                cache = {epoch: plan.batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)}
+                cache = {epoch: epoch_share(epoch)}
             yield cache[epoch][offset]
+
+    def save(step: int) -> None:
+        """Every rank takes part (FSDP gathers the shards); rank 0 writes; all wait until it is complete."""
+        saved = trainer_state(step, total_steps, len(examples), losses, parallel.optimizer_state(optimizer), scheduler)
+        if info.world > 1:
+            saved |= {"world": info.world, "strategy": parallel.strategy, "rng_by_rank": parallel.gather(saved["rng"])}
+        adapter_state = parallel.adapter_state()
+        if info.main:
+            save_checkpoint(run_dir, model, saved, adapter_state)
+        parallel.barrier()
 
     model.train()
     tokens = answer_tokens = 0
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not (progress and info.main))
     stream = micro_batches(step * config.grad_accum)
     while step < total_steps:
         optimizer.zero_grad(set_to_none=True)
         accumulated = 0.0
         micro_in_step = min(config.grad_accum, total_micro - step * config.grad_accum)
-        for _ in range(micro_in_step):
+        for micro in range(micro_in_step):
             batch = plan.collate([examples[i] for i in next(stream)], pad_id)
             tokens += int(batch["attention_mask"].sum())
             answer_tokens += int((batch["labels"] != -100).sum())
             inputs = {k: v.to(device) for k, v in batch.items()}
-            with _autocast(device):
-                if plan.custom_loss:
-                    loss = plan.loss(model, inputs)
-                else:
-                    out = model(**inputs)
-                    loss = out.loss
-                    if distiller is not None:
-                        loss = distiller.loss(loss, out.logits, inputs)
-            (loss / micro_in_step).backward()
+            with parallel.gradient_sync(micro == micro_in_step - 1):  # ranks average gradients once per step
+                with _autocast(device):
+                    loss = parallel.module(**inputs)
+                (loss / micro_in_step).backward()
             accumulated += float(loss.detach()) / micro_in_step
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         step += 1
-        losses.append(accumulated)
-        bar.set_postfix(loss=f"{accumulated:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        losses.append(parallel.mean(accumulated))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         bar.update(1)
         if config.save_every and step % config.save_every == 0 and step < total_steps:
-            save_checkpoint(run_dir, model, _state(step, total_steps, len(examples), losses, optimizer, scheduler))
+            save(step)
         if config.stop_after and step >= config.stop_after and step < total_steps:
             bar.close()
+            tokens, answer_tokens = parallel.total(tokens, answer_tokens)
             return LoopResult(run_dir / "adapter", step, total_steps, tokens, answer_tokens,
-                              time.perf_counter() - started, tuple(losses), resumed_from, False, asdict(config))
+                              time.perf_counter() - started, tuple(losses), resumed_from, False, asdict(config),
+                              world=info.world)
     bar.close()
     seconds = time.perf_counter() - started
+    tokens, answer_tokens = parallel.total(tokens, answer_tokens)
+    adapter_state = parallel.adapter_state()
     adapter_dir = run_dir / "adapter"
-    tmp = run_dir / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    os.replace(tmp, adapter_dir)
-    model.eval()
     result = LoopResult(adapter_dir, step, total_steps, tokens, answer_tokens, seconds, tuple(losses), resumed_from,
-                        True, asdict(config), _peak_memory_mb())
-    result.save(run_dir)
+                        True, asdict(config), _peak_memory_mb(), info.world)
+    if info.main:
+        tmp = run_dir / ".adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, state_dict=adapter_state)
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        os.replace(tmp, adapter_dir)
+        result.save(run_dir)
+    parallel.barrier()
+    model.eval()
     return result
 
 
-def _state(step, total_steps, n_examples, losses, optimizer, scheduler) -> dict:
-    return {
-        "step": step,
-        "total_steps": total_steps,
-        "examples": n_examples,
-        "losses": list(losses),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(),
-    }
+class _StepLoss:
+    """The loss of one micro-batch: the fast path's, or the model's own (plus token-level KD)."""
+
+    def __init__(self, plan: Any, distiller: Any) -> None:
+        self.plan, self.distiller = plan, distiller
+
+    def loss(self, model: Any, inputs: dict[str, Any]) -> Any:
+        if self.plan.custom_loss:
+            return self.plan.loss(model, inputs)
+        out = model(**inputs)
+        if self.distiller is None:
+            return out.loss
+        return self.distiller.loss(out.loss, out.logits, inputs)
 
 
 def _autocast(device: Any):

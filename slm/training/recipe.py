@@ -43,6 +43,7 @@ class TrainOptions:
     prepare_only: bool = False  # stop after writing the tokenised data (train elsewhere, then --resume)
     max_steps: int | None = None
     progress: bool = True
+    gpus: int = 1  # >1: the LoRA loop runs in that many processes on this machine (torchrun), one per GPU
     # Write questions only for these chunk ids (retraining: changed documents + a replay sample); None: all.
     # Every visible chunk still serves as a RAFT distractor.
     only_chunks: frozenset[str] | None = None
@@ -125,9 +126,10 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     from slm.generation import load_causal_lm
     from slm.registry import Registry
     from slm.training.data import encode_examples
+    from slm.training.distributed import check_strategy
     from slm.training.leakcheck import LeakGuard, read_eval_questions
     from slm.training.lora import LoopConfig, LoopResult, LoraSpec, attach_lora, default_target_modules, train_lora
-    from slm.training.prepared import loop_finished, read_plan, write_plan
+    from slm.training.prepared import launch_prepared, loop_finished, read_plan, write_plan
     from slm.training.questions import (
         QuestionPolicy, file_sha256, generate_examples, read_examples, sample_chunks, write_examples,
     )
@@ -136,6 +138,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
 
     if options.gate and not (settings.training.eval_qa or options.eval_qa):
         raise TrainingError("--gate needs evaluation questions: pass --eval-qa FILE (or set training.eval_qa)")
+    check_strategy(settings.training.distributed)  # fail before the questions are written, not after
     started = time.perf_counter()
     cfg = settings.training
     base = options.base or cfg.base
@@ -234,7 +237,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         loop = LoopConfig(
             epochs=options.epochs or cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, schedule=cfg.lr_schedule, seed=cfg.seed,
-            save_every=cfg.save_every, max_steps=options.max_steps,
+            save_every=cfg.save_every, max_steps=options.max_steps, distributed=cfg.distributed,
             **{**_speed_fields(cfg.speed), **_checkpointing_field(cfg.gradient_checkpointing)},
         )
         if options.resume and loop_finished(run_dir):  # the loop already ran (here, or on another machine)
@@ -258,19 +261,29 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
                        pad_id=tokenizer.pad_token_id)
             log(f"{len(encoded)} training examples, {sum(len(e.input_ids) for e in encoded)} tokens")
             if options.prepare_only:
-                log(f"prepared: train with `python -m slm.training.prepared {run_dir}` (any machine), "
-                    "copy its adapter/ and loop_result.json back, then `slm train --resume`")
+                log(f"prepared: train with `python -m slm.training.prepared {run_dir}` (any machine; on N GPUs "
+                    f"`torchrun --nproc_per_node N -m slm.training.prepared {run_dir}`), copy its adapter/ and "
+                    "loop_result.json back, then `slm train --resume`")
                 return _prepared_report(run_dir, n_encoded, raft, data_hash, audiences, notes, generation_stats,
                                         started)
 
-            # 6. LoRA (+ token-level KD where the teacher shares the student's tokenizer)
-            peft_model = attach_lora(model, replace(spec, target_modules=tuple(targets)), seed=cfg.seed)
-            distiller = None
-            if cfg.kd_weight > 0:
-                distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight)
-                notes.append(message)
-            result = train_lora(peft_model, encoded, loop, run_dir, pad_id=tokenizer.pad_token_id,
-                                resume=options.resume, distiller=distiller, progress=options.progress)
+            if options.gpus > 1:  # 6. LoRA on several GPUs: each process loads the base; this one only prepared
+                student = teacher = model = None
+                _release_gpu_memory()
+                if cfg.kd_weight > 0:
+                    notes.append("token-level KD skipped: not applied on several GPUs")
+                log(f"training on {options.gpus} processes ({cfg.distributed}): "
+                    f"torchrun --nproc_per_node {options.gpus} -m slm.training.prepared {run_dir}")
+                result = launch_prepared(run_dir, options.gpus)
+            else:
+                # 6. LoRA (+ token-level KD where the teacher shares the student's tokenizer)
+                peft_model = attach_lora(model, replace(spec, target_modules=tuple(targets)), seed=cfg.seed)
+                distiller = None
+                if cfg.kd_weight > 0:
+                    distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight)
+                    notes.append(message)
+                result = train_lora(peft_model, encoded, loop, run_dir, pad_id=tokenizer.pad_token_id,
+                                    resume=options.resume, distiller=distiller, progress=options.progress)
 
         # 7. register (promote only when asked)
         info = {
@@ -287,6 +300,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             "run_dir": str(run_dir),
             "report": {"steps": result.steps, "tokens": result.tokens, "tokens_per_second": result.tokens_per_second,
                        "train_seconds": result.seconds, "loop_peak_memory_mb": result.peak_memory_mb,
+                       "processes": result.world,
                        "losses": list(result.losses)},
         }
         registry = Registry(Path(kb.path) / "adapters")
@@ -331,6 +345,17 @@ def training_audiences(chunks: Sequence[Chunk], caller: frozenset[str] | None) -
         if narrowed and all(set(group) & narrowed for group in groups):
             return tuple(sorted(narrowed))
     return tuple(sorted(labels))
+
+
+def _release_gpu_memory() -> None:
+    """Give back the GPU memory of the model this process loaded for tokenising, before the training ranks start."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train_dtype():

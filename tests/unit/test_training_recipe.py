@@ -169,3 +169,21 @@ def test_gradient_checkpointing_is_off_on_a_cpu_unless_asked_for():
     assert _checkpointing_field("auto") == ({} if torch.cuda.is_available() else {"gradient_checkpointing": False})
     with pytest.raises(TrainingError, match="auto, on or off"):
         _checkpointing_field("sometimes")
+
+
+def test_gpus_option_trains_in_two_processes_and_registers(settings, tmp_path, monkeypatch):
+    # On this CPU the 2 processes are gloo ranks; on a GPU machine, one per GPU (NCCL).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    settings.training.distributed = "fsdp"
+    report = run_training(settings, TrainOptions(teacher="none", gpus=2, max_steps=2, progress=False),
+                          kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
+    assert report.version == "v1" and report.steps == 2 and report.tokens > 0
+    entry = Registry(tmp_path / "kb" / "adapters").get("v1")
+    assert entry.info["report"]["processes"] == 2 and entry.info["training"]["distributed"] == "fsdp"
+    assert (entry.path / "adapter_model.safetensors").is_file()
+
+
+def test_unknown_distributed_strategy_fails_before_any_work(settings, tmp_path):
+    settings.training.distributed = "zero3"
+    with pytest.raises(TrainingError, match="training.distributed must be one of ddp, fsdp"):
+        run_training(settings, TrainOptions(gpus=2, progress=False), kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
