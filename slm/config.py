@@ -123,6 +123,8 @@ class TrainingSettings:
     questions_per_chunk: int = 1
     max_chunks: int = 300
     distractors: int = 3
+    # Share of examples whose passages keep the retriever's order (as at serving time) instead of a shuffle.
+    retrieval_order_share: float = 0.5
     abstain_share: float = 0.1  # 0.2 made the 135M model abstain on 45% of answerable questions (see README)
     epochs: float = 1.0
     learning_rate: float = 2e-4

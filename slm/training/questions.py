@@ -90,6 +90,18 @@ def sentences(text: str) -> list[str]:
     return out
 
 
+def shown_body(chunk: Chunk, limit: int) -> str:
+    """The part of a chunk the model is shown (`limit` chars), without the section heading it may start with:
+    answers quote the text under a heading, never the heading itself (an FAQ heading is the question)."""
+    text = chunk.text[:limit]
+    if chunk.section:
+        stripped = text.lstrip()
+        for heading in (chunk.section[-1].replace("¶", "").strip(), clean_heading(chunk.section[-1])):
+            if heading and stripped.startswith(heading):
+                return stripped[len(heading):]
+    return text
+
+
 def _heading(chunk: Chunk) -> str:
     return clean_heading(chunk.section[-1]) if chunk.section else clean_heading(chunk.title)
 
@@ -249,8 +261,7 @@ def fallback_question(chunk: Chunk, seen: set[str], doc_freq: Counter, n_docs: i
 def extractive_answer(question: str, chunk: Chunk, policy: QuestionPolicy, start: int | None = None) -> str | None:
     """The chunk's 1-4 consecutive sentences that best match the question (or that begin at sentence `start`),
     verbatim (whitespace collapsed)."""
-    visible = chunk.text[: policy.max_passage_chars]
-    candidates = sentences(visible)
+    candidates = sentences(shown_body(chunk, policy.max_passage_chars))
     if not candidates:
         return None
     qwords = set(content_words(question))
@@ -340,7 +351,7 @@ def generate_examples(
                     pending.append((question, chunk, None))
                     stats.teacher_questions += 1
                     accepted += 1
-            written = rule_questions(chunk, sentences(chunk.text[: policy.max_passage_chars]), _heading(chunk))
+            written = rule_questions(chunk, sentences(shown_body(chunk, policy.max_passage_chars)), _heading(chunk))
             while accepted < questions_per_chunk:
                 chosen = choose(written, rng, seen_q, normalise)
                 if chosen is not None:

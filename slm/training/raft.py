@@ -60,6 +60,7 @@ def build_raft_examples(
     *,
     distractors: int = 3,
     abstain_share: float = 0.2,
+    retrieval_order_share: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[list[RaftExample], int]:
@@ -68,11 +69,16 @@ def build_raft_examples(
     Distractors are retrieved for the question (hard negatives), never the gold chunk, a chunk
     overlapping it, or any chunk that contains the answer text. Abstain examples show passages
     retrieved for a different question, minus the gold document, so nothing shown answers it.
+    Passages are shuffled, except in a `retrieval_order_share` of the examples, which keep the order
+    the retriever ranked them in: the order the model sees at serving time, where the first passage
+    is usually the best one.
     """
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
     abstain_ids = set(rng.sample(range(len(examples)), round(abstain_share * len(examples)))) if examples else set()
+    ordered_ids = set(rng.sample(range(len(examples)), round(retrieval_order_share * len(examples)))) \
+        if examples and retrieval_order_share > 0 else set()
     out: list[RaftExample] = []
     skipped = 0
     for index, example in enumerate(tqdm(examples, desc="building RAFT examples", unit="ex", disable=not progress)):
@@ -84,6 +90,7 @@ def build_raft_examples(
         answer_key = normalise(example.answer)[:80]
         wanted = distractors + (1 if abstain else 0)
         pool: list[Chunk] = []
+        gold_at = None  # how many kept distractors the retriever ranked above the gold chunk
         # Abstain examples show passages retrieved for another question: off-topic for this one. Passages
         # retrieved for the question itself often still answer it from another document (the same topic is
         # covered in several places), which would teach the model to abstain on answerable questions.
@@ -92,6 +99,8 @@ def build_raft_examples(
             other = rng.randrange(len(examples) - 1)
             query = examples[other + (other >= index)].question
         for candidate in retrieve(query, wanted + 8):
+            if candidate.id == gold_chunk.id and gold_at is None:
+                gold_at = len(pool)
             if candidate.id == gold_chunk.id or _overlaps(candidate, gold_chunk):
                 continue
             if _contains_answer(candidate, answer_key) or (abstain and candidate.doc_id == gold_chunk.doc_id):
@@ -104,8 +113,15 @@ def build_raft_examples(
         if abstain and not pool:
             skipped += 1
             continue
-        passages = pool if abstain else [gold_chunk, *pool]
-        rng.shuffle(passages)
+        if abstain:
+            passages = pool
+        elif index in ordered_ids:  # the retriever's order; a gold chunk it did not rank comes last
+            at = len(pool) if gold_at is None else min(gold_at, len(pool))
+            passages = [*pool[:at], gold_chunk, *pool[at:]]
+        else:
+            passages = [gold_chunk, *pool]
+        if abstain or index not in ordered_ids:
+            rng.shuffle(passages)
         gold = None if abstain else passages.index(gold_chunk)
         out.append(
             RaftExample(

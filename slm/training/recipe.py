@@ -223,7 +223,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         examples = [_with_gold(e, retrieve) for e in examples]
         raft, skipped = build_raft_examples(
             examples, chunks_by_id, retrieve, distractors=cfg.distractors, abstain_share=cfg.abstain_share,
-            seed=cfg.seed, progress=options.progress,
+            retrieval_order_share=cfg.retrieval_order_share, seed=cfg.seed, progress=options.progress,
         )
         if skipped:
             notes.append(f"{skipped} example(s) skipped: gold chunk not visible or no distractors")

@@ -88,3 +88,16 @@ def test_abstain_passages_are_retrieved_for_another_question():
     refunds_abstain = next(ex for ex in examples if ex.id == "q1")
     assert all(c.doc_id != "refunds.md" for c in refunds_abstain.passages)
     assert refunds_abstain.target == ABSTAIN_TEXT
+
+
+def test_a_retrieval_order_share_keeps_the_retrievers_order():
+    examples, _ = build_raft_examples([EXAMPLE] * 10, BY_ID, retrieve, distractors=3, abstain_share=0.0,
+                                      retrieval_order_share=0.5, seed=0)
+    ranked = [c.id for c in retrieve(EXAMPLE.question, 20)]
+    in_order = [ex for ex in examples if [p.id for p in ex.passages] == sorted((p.id for p in ex.passages),
+                                                                               key=ranked.index)]
+    assert len(in_order) >= 5  # the ordered half, plus any shuffle that happens to match
+    for ex in in_order:
+        assert ex.passages[ex.gold].id == "refunds.md::0000"
+    none, _ = build_raft_examples([EXAMPLE] * 10, BY_ID, retrieve, distractors=3, abstain_share=0.0, seed=0)
+    assert len({tuple(p.id for p in ex.passages) for ex in none}) > 1  # share 0: shuffled

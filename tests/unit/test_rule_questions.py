@@ -77,3 +77,10 @@ def test_the_answer_starts_at_the_question_sentence_and_stays_in_the_shown_text(
     assert examples[0].question == "How do I cancel a subscription?"
     assert examples[0].answer.startswith(second) and "Hidden" not in examples[0].answer
     assert stats.rule_questions["instruction"] == 1
+
+
+def test_answers_never_quote_the_section_heading():
+    text = "10.2. Why is the sky blue? Sunlight is scattered by the air, and blue light is scattered the most."
+    chunk = _chunk(text, section=("FAQ", "10.2. Why is the sky blue?"))
+    answer = extractive_answer("Why is the sky blue?", chunk, QuestionPolicy())
+    assert answer == "Sunlight is scattered by the air, and blue light is scattered the most."
