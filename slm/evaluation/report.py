@@ -168,7 +168,8 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
          + (f"; first {summary['settings']['limit_per_file']} of each used" if summary["settings"].get("limit_per_file") else "")],
         ["knowledge base", f"{kb.get('path')} — {kb.get('documents')} documents, {kb.get('chunks')} chunks, embedder {kb.get('embedder')}"],
         ["audience", ", ".join(summary["audience"]) if summary["audience"] is not None else "all (trusted)"],
-        ["generation", f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"],
+        ["generation", f"{(summary['settings'].get('generation') or {}).get('backend', 'transformers')} backend, "
+                       f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"],
         ["wall time", f"{summary['wall_seconds']:.0f} s ({summary['wall_seconds'] / 60:.1f} min)"],
         ["machine", f"{summary['machine'].get('platform')}, {summary['machine'].get('cpu_count')} CPU(s)"],
         ["date", summary["created"]],
