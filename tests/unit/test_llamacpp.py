@@ -175,3 +175,23 @@ def test_non_llama_architecture_is_refused(tmp_path):
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64))
     with pytest.raises(ExportError, match="convert_hf_to_gguf"):
         write_gguf(model, None, tmp_path / "gpt2.gguf")
+
+
+def test_cli_exports_the_promoted_adapter(tiny_lm_dir, adapter_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from slm.cli.main import app
+    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.registry import Registry
+
+    registry = Registry(tmp_path / "kb" / "adapters")
+    registry.register(adapter_dir, {"base": str(tiny_lm_dir), "audiences": ["employees"], "data_hash": "0" * 16})
+    runner = CliRunner()
+    kb, out = str(tmp_path / "kb"), tmp_path / "tuned.gguf"
+    nothing = runner.invoke(app, ["models", "export-gguf", "--out", str(out), "--kb", kb])
+    assert nothing.exit_code != 0 and not out.exists()  # nothing promoted yet, no version named
+    registry.promote("v1")
+    done = runner.invoke(app, ["models", "export-gguf", "--out", str(out), "--quant", "f16", "--kb", kb])
+    assert done.exit_code == 0, done.output
+    assert "llamacpp" in done.output and out.is_file()
+    assert LlamaCppGenerator(load_llama(out, context_tokens=256, threads=1), name="x").adapter == "v1"
