@@ -48,6 +48,9 @@ class QuestionPolicy:
     # Answers come only from the part of the chunk the prompt shows (answering.max_passage_chars at serving).
     max_passage_chars: int = 600
     question_context_chars: int = 600  # how much of the chunk the teacher reads to write a question
+    # Quote only the text under a chunk's leading section heading. Off by default: on the Python FAQ the
+    # adapter trained with it (and half retrieval-ordered passages) cited and answered worse (docs/training.md).
+    strip_heading: bool = False
     min_chunk_chars: int = 200
     teacher_answers: bool = False  # ask the teacher for the answer too (strong endpoint teachers)
     min_answer_support: float = 0.7  # share of a teacher answer's content words found in the chunk
@@ -90,11 +93,11 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def shown_body(chunk: Chunk, limit: int) -> str:
+def shown_body(chunk: Chunk, limit: int, strip_heading: bool = True) -> str:
     """The part of a chunk the model is shown (`limit` chars), without the section heading it may start with:
     answers quote the text under a heading, never the heading itself (an FAQ heading is the question)."""
     text = chunk.text[:limit]
-    if chunk.section:
+    if strip_heading and chunk.section:
         stripped = text.lstrip()
         for heading in (chunk.section[-1].replace("¶", "").strip(), clean_heading(chunk.section[-1])):
             if heading and stripped.startswith(heading):
@@ -261,7 +264,7 @@ def fallback_question(chunk: Chunk, seen: set[str], doc_freq: Counter, n_docs: i
 def extractive_answer(question: str, chunk: Chunk, policy: QuestionPolicy, start: int | None = None) -> str | None:
     """The chunk's 1-4 consecutive sentences that best match the question (or that begin at sentence `start`),
     verbatim (whitespace collapsed)."""
-    candidates = sentences(shown_body(chunk, policy.max_passage_chars))
+    candidates = sentences(shown_body(chunk, policy.max_passage_chars, policy.strip_heading))
     if not candidates:
         return None
     qwords = set(content_words(question))
@@ -351,7 +354,8 @@ def generate_examples(
                     pending.append((question, chunk, None))
                     stats.teacher_questions += 1
                     accepted += 1
-            written = rule_questions(chunk, sentences(shown_body(chunk, policy.max_passage_chars)), _heading(chunk))
+            body = shown_body(chunk, policy.max_passage_chars, policy.strip_heading)
+            written = rule_questions(chunk, sentences(body), _heading(chunk))
             while accepted < questions_per_chunk:
                 chosen = choose(written, rng, seen_q, normalise)
                 if chosen is not None:
