@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 def train(
     base: Optional[str] = typer.Option(None, "--base", help="Base model spec (default: training.base)."),
     teacher: Optional[str] = typer.Option(
-        None, "--teacher", help="Teacher: a model spec, an OpenAI-compatible URL http(s)://.../v1[#model], or 'none'."
+        None, "--teacher",
+        help="Who writes the questions: 'none' (rules over the text; the default), 'base' (the student), a model "
+        "spec, or an OpenAI-compatible URL http(s)://.../v1[#model].",
     ),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data (fractions allowed)."),
     max_chunks: Optional[int] = typer.Option(None, "--max-chunks", help="Chunks to write questions for."),

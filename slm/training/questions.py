@@ -93,9 +93,9 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def shown_body(chunk: Chunk, limit: int, strip_heading: bool = True) -> str:
-    """The part of a chunk the model is shown (`limit` chars), without the section heading it may start with:
-    answers quote the text under a heading, never the heading itself (an FAQ heading is the question)."""
+def shown_body(chunk: Chunk, limit: int, strip_heading: bool = False) -> str:
+    """The part of a chunk the model is shown (`limit` chars); with `strip_heading`, without the section
+    heading it may start with (an FAQ heading is the question itself)."""
     text = chunk.text[:limit]
     if strip_heading and chunk.section:
         stripped = text.lstrip()
@@ -156,8 +156,9 @@ def sample_chunks(
 
 
 # ------------------------------------------------------------------ questions
-# Worked examples for the teacher, about no corpus in particular: a small model copies their form (one
-# specific, self-contained question that the text answers) far more reliably than it follows instructions.
+# Worked examples for a teacher model, about no corpus in particular, showing the form wanted: one specific,
+# self-contained question that the text answers. They did not rescue the packaged 135M model (3 of its 16
+# questions still passed the filters in a probe), which is why rules write the questions by default.
 _QUESTION_SHOTS = (
     ("Refunds go back to the original payment method within 10 business days after the returned item "
      "reaches our warehouse. Items marked final sale cannot be returned.",
