@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from slm.config import Settings
 from slm.errors import IndexMismatchError, KnowledgeBaseError
 from slm.index.generation import LoadedIndex, generation_dir, load_generation
-from slm.index.manifest import Manifest
+from slm.index.manifest import Manifest, load_checked_embedder
 from slm.store import DocumentInfo, Store
 from slm.types import Chunk
 
@@ -158,15 +158,8 @@ class KnowledgeBase:
     def embedder(self) -> "Embedder":
         with self._lock:
             if self._embedder is None:
-                from slm.embedding import Embedder
-
-                self._embedder = Embedder(self.settings.embedder)
                 manifest = self.manifest() if self._check_embedder else None
-                if manifest is not None and manifest.dimension != self._embedder.dimension:
-                    raise IndexMismatchError(
-                        f"embedder '{self._embedder.model_name}' gives {self._embedder.dimension}-dim vectors but the "
-                        f"index holds {manifest.dimension}-dim ones; re-ingest with `slm ingest ROOT --rebuild`"
-                    )
+                self._embedder = load_checked_embedder(self.settings.embedder, manifest)
             return self._embedder
 
     @property

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from slm.config import Settings
 from slm.errors import IndexMismatchError, KnowledgeBaseError
-from slm.index.manifest import Manifest
+from slm.index.manifest import Manifest, load_checked_embedder
 from slm.index.pg import check_settings, current_chunks_view, open_pool, safe_dsn, schema_id
 from slm.types import Chunk
 
@@ -131,14 +131,7 @@ class SharedKnowledgeBase:
     def embedder(self) -> "Embedder":
         with self._lock:
             if self._embedder is None:
-                from slm.embedding import Embedder
-
-                self._embedder = Embedder(self.settings.embedder)
-                manifest = self.manifest()
-                if manifest is not None and manifest.dimension != self._embedder.dimension:
-                    raise IndexMismatchError(
-                        f"embedder '{self._embedder.model_name}' gives {self._embedder.dimension}-dim vectors but the "
-                        f"shared index holds {manifest.dimension}-dim ones; re-ingest with `slm ingest ROOT --rebuild`")
+                self._embedder = load_checked_embedder(self.settings.embedder, self.manifest(), "shared index")
             return self._embedder
 
     @property

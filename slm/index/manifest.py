@@ -6,8 +6,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slm.errors import IndexMismatchError, KnowledgeBaseError
+
+if TYPE_CHECKING:
+    from slm.config import EmbedderSettings
+    from slm.embedding import Embedder
 
 FORMAT = 1
 
@@ -51,3 +56,16 @@ def write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def load_checked_embedder(settings: "EmbedderSettings", manifest: "Manifest | None", where: str = "index") -> "Embedder":
+    """Load the configured embedder; IndexMismatchError when its vectors do not fit the index's dimension."""
+    from slm.embedding import Embedder
+
+    embedder = Embedder(settings)
+    if manifest is not None and manifest.dimension != embedder.dimension:
+        raise IndexMismatchError(
+            f"embedder '{embedder.model_name}' gives {embedder.dimension}-dim vectors but the {where} holds "
+            f"{manifest.dimension}-dim ones; re-ingest with `slm ingest ROOT --rebuild`"
+        )
+    return embedder
