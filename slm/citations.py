@@ -171,10 +171,6 @@ def attribute(text: str, passages: Sequence[Hit], question: str = "", *, min_sha
     return "".join(out)
 
 
-def _support(words: set[str], hit: Hit) -> float:
-    return len(words & _words(hit.chunk.text)) / len(words) if words else 0.0
-
-
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
@@ -197,6 +193,7 @@ class MarkerVerifier:
 
     def __init__(self, passages: Sequence[Hit], question: str = "", *, min_share: float = 0.6, margin: float = 0.2):
         self.passages = passages
+        self.passage_words = [_words(hit.chunk.text) for hit in passages]  # once, not per marker
         self.asked = _words(question)
         self.min_share = min_share
         self.margin = margin
@@ -222,7 +219,7 @@ class MarkerVerifier:
         novel = _words(sentence) - self.asked
         if not numbers or len(novel) < 3:
             return numbers
-        shares = [_support(novel, hit) for hit in self.passages]
+        shares = [len(novel & words) / len(novel) for words in self.passage_words]
         held = max(shares[n - 1] for n in numbers)
         best = max(range(len(shares)), key=lambda i: shares[i])
         if held >= self.min_share or shares[best] < self.min_share or shares[best] - held < self.margin:
