@@ -126,7 +126,7 @@ class TrainingSettings:
     # Share of examples whose passages keep the retriever's order (as at serving time) instead of a shuffle.
     # 0.5 (with heading-free answers) measured worse than 0 on the Python FAQ: see docs/training.md.
     retrieval_order_share: float = 0.0
-    abstain_share: float = 0.1  # 0.2 made the 135M model abstain on 45% of answerable questions (see README)
+    abstain_share: float = 0.1  # 0.2 made the 135M model abstain on 45% of answerable questions (docs/training.md)
     epochs: float = 1.0
     learning_rate: float = 2e-4
     batch_size: int = 4
