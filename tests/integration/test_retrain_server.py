@@ -58,9 +58,12 @@ def test_running_server_follows_retraining_and_rollback(tmp_path, tiny_lm_dir, t
     docs = write_pages(tmp_path / "docs")
     settings = retrain_settings(tmp_path / "kb", tiny_embedder_dir, tiny_lm_dir)
     assert run_pass(settings, root=docs, log=lambda m: None).outcome is Outcome.PROMOTED  # v1
+    # The traffic loop asks as fast as the server answers (hundreds a minute on a fast machine): the
+    # rate limit is raised so that only retraining, not the per-key limit, could fail a request.
     serving = dataclasses.replace(
         settings, generation=dataclasses.replace(settings.generation, backend="extractive"),
-        retrieval=dataclasses.replace(settings.retrieval, mode="bm25"))
+        retrieval=dataclasses.replace(settings.retrieval, mode="bm25"),
+        serve=dataclasses.replace(settings.serve, rate_limit_per_minute=1_000_000))
     config = _write_config(serving, tmp_path / "serve.yaml")
     key = slm("keys", "create", "--name", "bot", "--audience", "employees", "-c", str(config)).stdout.split()[0]
     server = Server(config, tmp_path / "server.log")
