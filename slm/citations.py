@@ -70,6 +70,13 @@ def _words(text: str) -> set[str]:
     return {_stem(w) for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
 
 
+def _word_pairs(text: str) -> set[tuple[str, str]]:
+    """Adjacent word pairs, stop words kept: the phrasing a copied sentence shares with its source, which a
+    passage that merely uses the same words (in other sentences, in another order) does not."""
+    tokens = [_stem(w) for w in _WORD_RE.findall(text.lower())]
+    return set(zip(tokens, tokens[1:]))
+
+
 def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS) -> tuple[int, int]:
     """Span (within the chunk) of the sentence(s) that best overlap `reference`; else the chunk start."""
     ref = _words(reference)
@@ -183,18 +190,31 @@ def _sentence_before(context: str) -> str:
     return body[ends[-1].end():] if ends else body
 
 
-class MarkerVerifier:
-    """Re-points a marker at the passage its sentence's words come from, when the passage it names does not
-    support the sentence (under `min_share` of its new words) and another passage clearly does (`margin` more).
+def _since_last_marker(context: str) -> str:
+    """The text a marker written at the end of `context` covers when its own sentence says too little: all
+    of it since the previous marker."""
+    markers = list(MARKER_RE.finditer(context))
+    return context[markers[-1].end():] if markers else context
 
-    Small models often copy a sentence from one passage and write another's number. Works on a stream: each
-    complete marker is judged against the sentence written before it, so streamed and final text agree.
+
+class MarkerVerifier:
+    """Re-points a marker at the passage its sentence comes from, when the passage it names does not support
+    the sentence and another passage clearly does.
+
+    Small models often copy a sentence from one passage and write another's number. Two kinds of evidence, the
+    stronger first: the sentence's phrasing (adjacent word pairs not in the question: a copy shares them with
+    its source), then its words (for paraphrase). A passage "holds" a sentence when it has at least `min_share`
+    of them; the marker moves only when the named passage does not hold it and another holds `margin` more.
+    Works on a stream: each complete marker is judged against the sentence written before it, so streamed and
+    final text agree.
     """
 
     def __init__(self, passages: Sequence[Hit], question: str = "", *, min_share: float = 0.6, margin: float = 0.2):
         self.passages = passages
         self.passage_words = [_words(hit.chunk.text) for hit in passages]  # once, not per marker
+        self.passage_pairs = [_word_pairs(hit.chunk.text) for hit in passages]
         self.asked = _words(question)
+        self.asked_pairs = _word_pairs(question)
         self.min_share = min_share
         self.margin = margin
         self.written = ""
@@ -206,7 +226,11 @@ class MarkerVerifier:
         for match in MARKER_RE.finditer(chunk):
             out.append(chunk[pos : match.start()])
             numbers = [n for n in _numbers(match.group(1)) if 1 <= n <= len(self.passages)]
-            fixed = self._repoint(_sentence_before(self.written + "".join(out)), numbers)
+            written = self.written + "".join(out)
+            fixed = self._repoint(_sentence_before(written), numbers)
+            if fixed is None:  # too short to judge ("The hash … [2]"): the text since the last marker
+                fixed = self._repoint(_since_last_marker(written), numbers)
+            fixed = numbers if fixed is None else fixed
             self.changed += fixed != numbers
             out.append(f"[{', '.join(map(str, fixed))}]" if fixed else match.group(0))
             pos = match.end()
@@ -215,16 +239,24 @@ class MarkerVerifier:
         self.written += text
         return text
 
-    def _repoint(self, sentence: str, numbers: list[int]) -> list[int]:
-        novel = _words(sentence) - self.asked
-        if not numbers or len(novel) < 3:
+    def _repoint(self, sentence: str, numbers: list[int]) -> list[int] | None:
+        """The passage numbers the sentence should carry; None if it is too short to say."""
+        if not numbers:
             return numbers
-        shares = [len(novel & words) / len(novel) for words in self.passage_words]
-        held = max(shares[n - 1] for n in numbers)
-        best = max(range(len(shares)), key=lambda i: shares[i])
-        if held >= self.min_share or shares[best] < self.min_share or shares[best] - held < self.margin:
-            return numbers
-        return [best + 1]
+        judged = False
+        for novel, held_by in ((_word_pairs(sentence) - self.asked_pairs, self.passage_pairs),
+                               (_words(sentence) - self.asked, self.passage_words)):
+            if len(novel) < 3:
+                continue
+            judged = True
+            shares = [len(novel & held) / len(novel) for held in held_by]
+            held = max(shares[n - 1] for n in numbers)
+            if held >= self.min_share:
+                return numbers  # the named passage holds the sentence
+            best = max(range(len(shares)), key=lambda i: shares[i])
+            if shares[best] >= self.min_share and shares[best] - held >= self.margin:
+                return [best + 1]
+        return numbers if judged else None
 
 
 def verify_markers(text: str, passages: Sequence[Hit], question: str = "", **kwargs) -> tuple[str, int]:

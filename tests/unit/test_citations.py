@@ -110,6 +110,33 @@ def test_a_marker_naming_the_wrong_passage_is_re_pointed_at_the_one_quoted(passa
     assert text == "Annual leave is 25 days and requests go through the HR portal [2]." and changed == 1
 
 
+def test_a_copied_sentence_goes_to_its_source_even_when_another_passage_has_the_same_words():
+    from slm.citations import verify_markers
+
+    # Both passages use the words of the answer; only the second has its phrasing, and the model copied it.
+    glossary = _hit("glossary", "Key: a value stored in a dictionary. Hash: a code computed for each object. "
+                                "Function: code that returns a value. Each built-in has a code stored.")
+    design = _hit("design", "Dictionaries work by computing a hash code for each key stored in the dictionary "
+                            "using the hash() built-in function.")
+    copied = "Dictionaries work by computing a hash code for each key stored in the dictionary [1]."
+    text, changed = verify_markers(copied, [glossary, design], "How are dictionaries implemented?")
+    assert text == copied.replace("[1]", "[2]") and changed == 1
+    # a paraphrase that the named passage holds word for word keeps its marker
+    own_words = "A dictionary key has a hash code computed for each object [1]."
+    assert verify_markers(own_words, [glossary, design], "What is a key?") == (own_words, 0)
+
+
+def test_a_marker_after_a_fragment_is_judged_on_the_text_since_the_previous_marker(passages):
+    from slm.citations import verify_markers
+
+    # "The hash …" alone says too little; the quoted sentences before it (no marker of their own) decide
+    text = "Annual leave is 25 days. Requests go through the HR portal. The form … [1]"
+    assert verify_markers(text, passages) == (text.replace("[1]", "[2]"), 1)
+    # only the text after the previous marker counts: here the fragment's span is too short to judge
+    marked = "Annual leave is 25 days [2]. The form … [1]"
+    assert verify_markers(marked, passages) == (marked, 0)
+
+
 def test_supported_unsupported_and_short_sentences_keep_their_markers(passages):
     from slm.citations import verify_markers
 
