@@ -165,7 +165,7 @@ class Answerer(_Base):
             return question
         last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
         fallback = f"{last_user} {question}".strip()
-        settings = replace(self.generation, max_new_tokens=48, temperature=0.0)
+        settings = replace(self.generation, max_new_tokens=48, temperature=0.0, abstain_min_prob=0.0)
         try:
             rewritten = (generator or self.generator).generate(rewrite_prompt(question, list(history)), settings)
         except SlmError:

@@ -86,6 +86,10 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     repetition_penalty: float = 1.05  # on the answer's own tokens only (copying passages stays free)
+    # The model may start its "I don't know" only when it puts at least this probability on doing so. Greedy
+    # decoding otherwise abstains whenever that first token is the single likeliest one, even at 0.3 against
+    # the many tokens an answer can start with. 0.5: abstain when more likely than not. 0 turns it off.
+    abstain_min_prob: float = 0.5
     no_repeat_ngram_size: int = 0
     threads: int | None = None
     # Extra stop sequences, on top of the built-in ones (a new "Question:", a passage fence, chat markers).
@@ -126,6 +130,9 @@ class TrainingSettings:
     # Share of examples whose passages keep the retriever's order (as at serving time) instead of a shuffle.
     # 0.5 (with heading-free answers) measured worse than 0 on the Python FAQ: see docs/training.md.
     retrieval_order_share: float = 0.0
+    # Answers quote only the text under a chunk's leading section heading (an FAQ heading is the question
+    # itself; answers that start with it teach the model to echo the question). See docs/training.md.
+    strip_heading: bool = False
     abstain_share: float = 0.1  # 0.2 made the 135M model abstain on 45% of answerable questions (docs/training.md)
     epochs: float = 1.0
     learning_rate: float = 2e-4

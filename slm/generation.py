@@ -14,7 +14,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
-from slm.prompting import render_prompt
+from slm.prompting import ABSTAIN_TEXT, render_prompt
 
 # A model that writes any of these has stopped answering and started inventing the next turn.
 DEFAULT_STOP: tuple[str, ...] = (
@@ -261,7 +261,8 @@ class TransformersGenerator:
             max_new_tokens=settings.max_new_tokens,
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_Halt()]),
-            logits_processor=_anti_repetition(settings, inputs["input_ids"].shape[1]),
+            logits_processor=_anti_repetition(settings, inputs["input_ids"].shape[1])
+            + _abstention_gate(settings, self.tokenizer, inputs["input_ids"].shape[1]),
             repetition_penalty=1.0,  # applied above, to the answer only
             no_repeat_ngram_size=0,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -333,6 +334,40 @@ def _anti_repetition(settings: GenerationSettings, prompt_length: int) -> Any:
 
         processors.append(_NoRepeatInAnswer())
     return LogitsProcessorList(processors)
+
+
+def abstention_token(tokenizer: Any) -> int | None:
+    """The token an answer starts with when the model abstains (the first of ABSTAIN_TEXT)."""
+    ids = tokenizer.encode(ABSTAIN_TEXT, add_special_tokens=False)
+    return int(ids[0]) if ids else None
+
+
+def gate_abstention(probability: float, settings: GenerationSettings) -> bool:
+    """Whether the answer's first token may not be the abstention's (too unlikely for the model to mean it)."""
+    return 0 < settings.abstain_min_prob and probability < settings.abstain_min_prob
+
+
+def _abstention_gate(settings: GenerationSettings, tokenizer: Any, prompt_length: int) -> Any:
+    """A logits processor: at the answer's first position, rule out the abstention's first token when the
+    model gives it less than `settings.abstain_min_prob` (see GenerationSettings)."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    token = abstention_token(tokenizer) if settings.abstain_min_prob > 0 else None
+    if token is None:
+        return LogitsProcessorList()
+
+    class _AbstainOnlyWhenLikely(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            if input_ids.shape[1] != prompt_length:  # only the first answer token
+                return scores
+            probability = torch.softmax(scores.float(), dim=-1)[:, token]
+            for row in range(scores.shape[0]):
+                if gate_abstention(float(probability[row]), settings):
+                    scores[row, token] = -float("inf")
+            return scores
+
+    return LogitsProcessorList([_AbstainOnlyWhenLikely()])
 
 
 # ---------------------------------------------------------------- OpenAI-compatible backend

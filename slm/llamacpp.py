@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
-from slm.prompting import render_chat_template
+from slm.prompting import ABSTAIN_TEXT, render_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ class LlamaCppGenerator:
             sampling.update(temp=settings.temperature, top_p=settings.top_p)
         else:
             sampling.update(temp=0.0, top_p=1.0)
+        gate = _abstention_gate(settings, self.tokenize(ABSTAIN_TEXT)[:1], len(prompt))
+        if gate is not None:
+            sampling["logits_processor"] = llama_cpp.LogitsProcessorList([gate])
         vocab = self.llama._model.vocab
         scanner = StopScanner(stop_sequences(settings))
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -154,6 +157,29 @@ class LlamaCppGenerator:
             finally:
                 tokens.close()
                 self._usage.tokens = len(produced)
+
+
+def _abstention_gate(settings: GenerationSettings, first: list[int], prompt_length: int) -> Any:
+    """llama.cpp form of the transformers gate (slm.generation._abstention_gate): at the answer's first
+    position, rule out the abstention's first token when the model gives it less than abstain_min_prob."""
+    import numpy as np
+
+    from slm.generation import gate_abstention
+
+    if settings.abstain_min_prob <= 0 or not first:
+        return None
+    token = first[0]
+
+    def gate(input_ids: Any, scores: Any) -> Any:
+        if len(input_ids) != prompt_length:
+            return scores
+        shifted = np.exp(scores - scores.max())
+        if gate_abstention(float(shifted[token] / shifted.sum()), settings):
+            scores = scores.copy()
+            scores[token] = -np.inf
+        return scores
+
+    return gate
 
 
 # ---------------------------------------------------------------- which GGUF file to serve

@@ -251,3 +251,61 @@ def test_a_blank_line_ends_the_answer_only_after_a_finished_sentence():
         "The answer is:\n\nUse reversed() [1].", True)
     assert _scan(["Done [2].\n", "\nMore text"], stops) == ("Done [2].", True)
     assert _scan(["Steps:\n\n1. open\n\n", "2. close."], stops) == ("Steps:\n\n1. open\n\n2. close.", False)
+
+
+# ---------------------------------------------------------------- the abstention gate
+
+
+class _Tokenizer:
+    def encode(self, text, add_special_tokens=False):
+        return [3, 9, 4] if text.startswith("I don't know") else [5]
+
+
+def _first_step_scores(abstain_probability):
+    """Logits over 6 tokens where token 3 (the abstention's first) has `abstain_probability` and is still the
+    single likeliest (the rest share what is left)."""
+    import torch
+
+    rest = (1 - abstain_probability) / 5
+    probs = torch.full((1, 6), rest)
+    probs[0, 3] = abstain_probability
+    return torch.log(probs)
+
+
+@pytest.mark.parametrize("probability, banned", [(0.3, True), (0.49, True), (0.51, False), (0.8, False)])
+def test_the_model_abstains_only_when_it_puts_half_its_probability_on_it(probability, banned):
+    import torch
+
+    from slm.generation import _abstention_gate
+
+    gate = _abstention_gate(GenerationSettings(), _Tokenizer(), prompt_length=4)
+    prompt = torch.zeros((1, 4), dtype=torch.long)
+    scores = gate(prompt, _first_step_scores(probability))
+    assert bool(scores[0, 3] == -float("inf")) is banned
+    assert int(scores.argmax()) != 3 if banned else int(scores.argmax()) == 3
+
+
+def test_the_gate_leaves_later_tokens_alone_and_can_be_turned_off():
+    import torch
+
+    from slm.generation import _abstention_gate
+
+    later = torch.zeros((1, 5), dtype=torch.long)  # one answer token already written
+    gate = _abstention_gate(GenerationSettings(), _Tokenizer(), prompt_length=4)
+    assert torch.equal(gate(later, _first_step_scores(0.3)), _first_step_scores(0.3))
+    assert len(_abstention_gate(GenerationSettings(abstain_min_prob=0.0), _Tokenizer(), prompt_length=4)) == 0
+
+
+def test_the_llamacpp_gate_decides_like_the_transformers_one():
+    import numpy as np
+
+    from slm.llamacpp import _abstention_gate
+
+    gate = _abstention_gate(GenerationSettings(), [3], prompt_length=4)
+    prompt = np.zeros(4, dtype=np.intc)
+    low = gate(prompt, _first_step_scores(0.3).numpy()[0])
+    high = gate(prompt, _first_step_scores(0.6).numpy()[0])
+    assert low[3] == -np.inf and int(low.argmax()) != 3 and int(high.argmax()) == 3
+    assert np.array_equal(gate(np.zeros(5, dtype=np.intc), _first_step_scores(0.3).numpy()[0]),
+                          _first_step_scores(0.3).numpy()[0])
+    assert _abstention_gate(GenerationSettings(abstain_min_prob=0.0), [3], prompt_length=4) is None
