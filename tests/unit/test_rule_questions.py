@@ -82,7 +82,7 @@ def test_the_answer_starts_at_the_question_sentence_and_stays_in_the_shown_text(
 def test_strip_heading_keeps_the_section_heading_out_of_answers():
     text = "10.2. Why is the sky blue? Sunlight is scattered by the air, and blue light is scattered the most."
     chunk = _chunk(text, section=("FAQ", "10.2. Why is the sky blue?"))
-    answer = extractive_answer("Why is the sky blue?", chunk, QuestionPolicy(strip_heading=True))
+    answer = extractive_answer("Why is the sky blue?", chunk, QuestionPolicy())  # the default
     assert answer == "Sunlight is scattered by the air, and blue light is scattered the most."
-    kept = extractive_answer("Why is the sky blue?", chunk, QuestionPolicy())
+    kept = extractive_answer("Why is the sky blue?", chunk, QuestionPolicy(strip_heading=False))
     assert kept.startswith("Why is the sky blue? Sunlight")  # the v1 recipe: the heading question is quoted too
