@@ -187,3 +187,21 @@ def test_unknown_distributed_strategy_fails_before_any_work(settings, tmp_path):
     settings.training.distributed = "zero3"
     with pytest.raises(TrainingError, match="training.distributed must be one of ddp, fsdp"):
         run_training(settings, TrainOptions(gpus=2, progress=False), kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_training_strip_heading_reaches_the_answer_writer(settings, tmp_path, monkeypatch, strip):
+    import slm.training.questions as questions
+
+    seen = []
+    real = questions.generate_examples
+
+    def spy(chunks, teacher, *, policy, **kwargs):
+        seen.append(policy.strip_heading)
+        return real(chunks, teacher, policy=policy, **kwargs)
+
+    monkeypatch.setattr(questions, "generate_examples", spy)
+    settings.training.strip_heading = strip
+    run_training(settings, TrainOptions(teacher="none", prepare_only=True, progress=False), kb=FakeKB(tmp_path / "kb"),
+                 log=lambda m: None)
+    assert seen == [strip]  # what the answer writer does with it: test_rule_questions.py
