@@ -89,6 +89,7 @@ class GenerationSettings:
     # The model may start its "I don't know" only when it puts at least this probability on doing so. Greedy
     # decoding otherwise abstains whenever that first token is the single likeliest one, even at 0.3 against
     # the many tokens an answer can start with. 0.5: abstain when more likely than not. 0 turns it off.
+    # Applied by the transformers and llamacpp backends (an OpenAI-compatible server decodes on its own).
     abstain_min_prob: float = 0.5
     no_repeat_ngram_size: int = 0
     threads: int | None = None
