@@ -88,9 +88,11 @@ class GenerationSettings:
     repetition_penalty: float = 1.05  # on the answer's own tokens only (copying passages stays free)
     # The model may start its "I don't know" only when it puts at least this probability on doing so. Greedy
     # decoding otherwise abstains whenever that first token is the single likeliest one, even at 0.3 against
-    # the many tokens an answer can start with. 0.5: abstain when more likely than not. 0 turns it off.
-    # Applied by the transformers and llamacpp backends (an OpenAI-compatible server decodes on its own).
-    abstain_min_prob: float = 0.5
+    # the many tokens an answer can start with. 0.5 (abstain when more likely than not) rescued an adapter
+    # that abstained on 22% of answerable questions, but cost the default recipe's adapter out-of-domain
+    # abstentions (docs/training.md), so 0 (off) is the default. Applied by the transformers and llamacpp
+    # backends (an OpenAI-compatible server decodes on its own).
+    abstain_min_prob: float = 0.0
     no_repeat_ngram_size: int = 0
     threads: int | None = None
     # Extra stop sequences, on top of the built-in ones (a new "Question:", a passage fence, chat markers).

@@ -278,7 +278,7 @@ def test_the_model_abstains_only_when_it_puts_half_its_probability_on_it(probabi
 
     from slm.generation import _abstention_gate
 
-    gate = _abstention_gate(GenerationSettings(), _Tokenizer(), prompt_length=4)
+    gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), _Tokenizer(), prompt_length=4)
     prompt = torch.zeros((1, 4), dtype=torch.long)
     scores = gate(prompt, _first_step_scores(probability))
     assert bool(scores[0, 3] == -float("inf")) is banned
@@ -291,7 +291,7 @@ def test_the_gate_leaves_later_tokens_alone_and_can_be_turned_off():
     from slm.generation import _abstention_gate
 
     later = torch.zeros((1, 5), dtype=torch.long)  # one answer token already written
-    gate = _abstention_gate(GenerationSettings(), _Tokenizer(), prompt_length=4)
+    gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), _Tokenizer(), prompt_length=4)
     assert torch.equal(gate(later, _first_step_scores(0.3)), _first_step_scores(0.3))
     assert len(_abstention_gate(GenerationSettings(abstain_min_prob=0.0), _Tokenizer(), prompt_length=4)) == 0
 
@@ -301,7 +301,7 @@ def test_the_llamacpp_gate_decides_like_the_transformers_one():
 
     from slm.llamacpp import _abstention_gate
 
-    gate = _abstention_gate(GenerationSettings(), [3], prompt_length=4)
+    gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), [3], prompt_length=4)
     prompt = np.zeros(4, dtype=np.intc)
     low = gate(prompt, _first_step_scores(0.3).numpy()[0])
     high = gate(prompt, _first_step_scores(0.6).numpy()[0])
