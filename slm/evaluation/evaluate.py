@@ -88,6 +88,7 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
             "backend": settings.generation.backend,
             "temperature": 0.0,
             "repetition_penalty": settings.generation.repetition_penalty,
+            "abstain_min_prob": settings.generation.abstain_min_prob,
         },
     }
 

@@ -169,7 +169,8 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
         ["knowledge base", f"{kb.get('path')} — {kb.get('documents')} documents, {kb.get('chunks')} chunks, embedder {kb.get('embedder')}"],
         ["audience", ", ".join(summary["audience"]) if summary["audience"] is not None else "all (trusted)"],
         ["generation", f"{(summary['settings'].get('generation') or {}).get('backend', 'transformers')} backend, "
-                       f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"],
+                       f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"
+                       + _abstention_gate_note(summary['settings'].get('generation') or {})],
         ["wall time", f"{summary['wall_seconds']:.0f} s ({summary['wall_seconds'] / 60:.1f} min)"],
         ["machine", f"{summary['machine'].get('platform')}, {summary['machine'].get('cpu_count')} CPU(s)"],
         ["date", summary["created"]],
@@ -376,3 +377,8 @@ def write_reports(out: Path, run: EvalRun, scores: Sequence[VariantScore], diffs
 
 
 __all__ = ["RunContext", "ReportFiles", "write_reports", "build_summary", "per_question_rows", "HEADLINE"]
+
+
+def _abstention_gate_note(generation: dict) -> str:
+    gate = generation.get("abstain_min_prob") or 0
+    return f", abstains only at p ≥ {gate:g} (generation.abstain_min_prob)" if gate > 0 else ""

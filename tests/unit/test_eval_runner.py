@@ -273,3 +273,13 @@ def test_identical_variants_are_not_listed_as_comparisons(tmp_path, qa_files):
     assert not any(a == "current" for a, _ in pairs)  # current reused base's answers: identical
     assert all(d.diff != 0 or d.low != d.high for d in result.comparisons)
     assert "Examples (current)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_report_says_when_the_abstention_gate_was_on(tmp_path, qa_files):
+    from slm.evaluation.report import _abstention_gate_note
+
+    run(tmp_path, qa_files, "base")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["generation"]["abstain_min_prob"] == 0.0
+    assert "abstains only" not in (tmp_path / "out" / "report.md").read_text()  # off by default: not mentioned
+    assert _abstention_gate_note({"abstain_min_prob": 0.5}) == ", abstains only at p ≥ 0.5 (generation.abstain_min_prob)"
