@@ -127,6 +127,36 @@ def test_greedy_answer_matches_transformers(merged, exported):
     assert ours.last_generated_tokens() < 24
 
 
+def test_the_abstention_gate_moves_both_backends_off_a_first_token_the_model_does_not_mean(merged, exported, monkeypatch):
+    """Pretend the model's own first greedy token starts the abstention: gated just above the probability the
+    model gives it, both backends start elsewhere (and agree); just below, nothing changes."""
+    import torch
+
+    import slm.generation as generation
+    import slm.llamacpp as llamacpp
+    from slm.generation import TransformersGenerator
+    from slm.llamacpp import LlamaCppGenerator, load_llama
+
+    model, tokenizer = merged
+    settings = GenerationSettings(max_new_tokens=12, threads=2, repetition_penalty=1.3)
+    theirs = TransformersGenerator(model, tokenizer, name="tiny")
+    ours = LlamaCppGenerator(load_llama(exported["f32"].path, context_tokens=1024, threads=2), name="tiny")
+    ids = tokenizer(render_prompt(tokenizer, MESSAGES), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        probs = torch.softmax(model(ids).logits[0, -1].float(), dim=-1)
+    first, p_first = int(probs.argmax()), float(probs.max())
+    monkeypatch.setattr(generation, "abstention_token", lambda tokenizer: first)
+    real_gate = llamacpp._abstention_gate
+    monkeypatch.setattr(llamacpp, "_abstention_gate", lambda settings, _first, length: real_gate(settings, [first], length))
+
+    ungated = theirs.generate(MESSAGES, settings)
+    gated = dataclasses.replace(settings, abstain_min_prob=min(1.0, p_first + 1e-3))
+    moved = theirs.generate(MESSAGES, gated)
+    assert moved != ungated and ours.generate(MESSAGES, gated) == moved
+    kept = dataclasses.replace(settings, abstain_min_prob=p_first - 1e-3)
+    assert theirs.generate(MESSAGES, kept) == ungated == ours.generate(MESSAGES, kept)
+
+
 def test_exported_file_records_the_adapter(exported):
     from slm.llamacpp import LlamaCppGenerator, load_llama
 
