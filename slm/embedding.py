@@ -81,7 +81,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _load(settings: EmbedderSettings) -> Any:
-    from slm.models import resolve_model
+    from slm.models import LOAD_LOCK, resolve_model
 
     resolved = resolve_model(settings.model)
     try:
@@ -89,7 +89,8 @@ def _load(settings: EmbedderSettings) -> Any:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise next to ours
-        model = SentenceTransformer(resolved.location, device=settings.device)
+        with LOAD_LOCK:
+            model = SentenceTransformer(resolved.location, device=settings.device)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one actionable message
         hint = "" if resolved.is_local else " (it is not a local folder: without a model hub, use a path or package:NAME)"
         raise ModelLoadError(f"cannot load embedding model '{settings.model}'{hint}: {exc}") from exc

@@ -123,7 +123,10 @@ def load_causal_lm(
         with _CACHE_LOCK:
             if key in _MODEL_CACHE:
                 return _MODEL_CACHE[key]
-    loaded = _load(spec, adapter, dtype, device)
+    from slm.models import LOAD_LOCK
+
+    with LOAD_LOCK:  # one model load at a time in this process (see slm.models.LOAD_LOCK)
+        loaded = _load(spec, adapter, dtype, device)
     if cache:
         with _CACHE_LOCK:
             loaded = _MODEL_CACHE.setdefault(key, loaded)

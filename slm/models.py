@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from slm.errors import ModelLoadError
+
+# transformers builds a model on the "meta" device and then fills in its weights, through process-wide
+# switches; two loads at once in one process (a server switching adapters in the background while a request
+# loads the reranker, an ingest thread opening the embedder) can leave meta tensors behind ("Cannot copy out
+# of meta tensor"). Every model load in slm takes this lock.
+LOAD_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)

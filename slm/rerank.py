@@ -26,13 +26,14 @@ class Reranker:
 
 
 def load_reranker(spec: str, *, device: str | None = None, max_length: int = 512) -> Reranker:
-    from slm.models import resolve_model
+    from slm.models import LOAD_LOCK, resolve_model
 
     resolved = resolve_model(spec)
     try:
         from sentence_transformers import CrossEncoder
 
-        model = CrossEncoder(resolved.location, device=device, max_length=max_length)
+        with LOAD_LOCK:
+            model = CrossEncoder(resolved.location, device=device, max_length=max_length)
     except Exception as exc:  # noqa: BLE001 - one actionable message for any loader failure
         raise ModelLoadError(f"cannot load reranker '{spec}': {exc}") from exc
     return Reranker(model, spec)

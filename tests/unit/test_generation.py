@@ -309,3 +309,25 @@ def test_the_llamacpp_gate_decides_like_the_transformers_one():
     assert np.array_equal(gate(np.zeros(5, dtype=np.intc), _first_step_scores(0.3).numpy()[0]),
                           _first_step_scores(0.3).numpy()[0])
     assert _abstention_gate(GenerationSettings(abstain_min_prob=0.0), [3], prompt_length=4) is None
+
+
+def test_model_loads_take_turns_in_one_process(tiny_lm_dir, tiny_embedder_dir, monkeypatch):
+    """transformers loads through process-wide switches: two loads at once (an ingest thread opening the embedder
+    while a server loads an adapter) left meta tensors behind. Every loader runs under slm.models.LOAD_LOCK."""
+    import sentence_transformers
+    import transformers
+
+    from slm.config import EmbedderSettings
+    from slm.embedding import _load as load_embedder
+    from slm.models import LOAD_LOCK
+
+    held = []
+    real_lm = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: held.append(LOAD_LOCK._is_owned()) or real_lm(*a, **k))
+    real_st = sentence_transformers.SentenceTransformer
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer",
+                        lambda *a, **k: held.append(LOAD_LOCK._is_owned()) or real_st(*a, **k))
+    load_causal_lm(str(tiny_lm_dir))
+    load_embedder(EmbedderSettings(model=str(tiny_embedder_dir)))
+    assert held == [True, True]
