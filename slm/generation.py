@@ -14,6 +14,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
+from slm.models import LOAD_LOCK
 from slm.prompting import ABSTAIN_TEXT, render_prompt
 
 # A model that writes any of these has stopped answering and started inventing the next turn.
@@ -123,8 +124,6 @@ def load_causal_lm(
         with _CACHE_LOCK:
             if key in _MODEL_CACHE:
                 return _MODEL_CACHE[key]
-    from slm.models import LOAD_LOCK
-
     with LOAD_LOCK:  # one model load at a time in this process (see slm.models.LOAD_LOCK)
         loaded = _load(spec, adapter, dtype, device)
     if cache:
