@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from typing import Mapping, Sequence
+import unicodedata
+from typing import Iterable, Mapping, Sequence
 
 from slm.config import AccessSettings
+from slm.globs import match_glob
 
 AUDIENCE_KEYS = ("audience", "audiences")
 
 
-@functools.lru_cache(maxsize=512)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """`**` crosses folders, `*` and `?` stay inside one path segment; `**/x` also matches `x`."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
+def normalize_label(value: object) -> str:
+    """The one form a label is compared in, everywhere: Unicode NFKC, surrounding space and quotes
+    stripped, case-folded (`Public`, ` public ` and `ＰＵＢＬＩＣ` are one label). Idempotent."""
+    return unicodedata.normalize("NFKC", str(value)).strip().strip("'\"").strip().casefold()
 
 
-def match_glob(pattern: str, rel_path: str) -> bool:
-    """Whether a POSIX path relative to the corpus root matches a glob such as `hr/**` or `**/*.md`."""
-    return _glob_regex(pattern.strip().lstrip("/")).match(rel_path) is not None
+def normalize_labels(values: Iterable[object] | None) -> frozenset[str] | None:
+    """A caller's labels in normal form (empty ones dropped); None (trusted) stays None."""
+    if values is None:
+        return None
+    return frozenset(label for label in (normalize_label(v) for v in values) if label)
 
 
 def parse_labels(value: object) -> tuple[str, ...]:
     """Labels from a list, or a string such as `hr`, `hr, managers` or `[hr, managers]`;
-    lower-cased, stripped, duplicates dropped, order kept."""
+    normalised (`normalize_label`), duplicates dropped, order kept."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -53,7 +38,7 @@ def parse_labels(value: object) -> tuple[str, ...]:
         items = [value]
     labels: list[str] = []
     for item in items:
-        label = str(item).strip().strip("'\"").lower()
+        label = normalize_label(item)
         if label and label not in labels:
             labels.append(label)
     return tuple(labels)
@@ -76,5 +61,16 @@ def can_see(doc_audiences: Sequence[str], caller: frozenset[str] | None) -> bool
     """A trusted caller (None) sees everything; otherwise the caller needs one label in common."""
     if caller is None:
         return True
-    wanted = {label.strip().lower() for label in caller}
-    return any(label.strip().lower() in wanted for label in doc_audiences)
+    wanted = normalize_labels(caller)
+    return any(normalize_label(label) in wanted for label in doc_audiences)
+
+
+def may_use_adapter(adapter_audiences: Sequence[str] | None, caller: frozenset[str] | None) -> bool:
+    """The one rule for "may this caller be answered by this adapter?": an adapter has learned its
+    training documents, so the caller must hold every audience label they carried. A trusted caller
+    (None) and the base model (no adapter: None) always pass; an adapter whose audiences are recorded
+    as empty passes trusted callers only."""
+    if caller is None or adapter_audiences is None:
+        return True
+    needed = {normalize_label(label) for label in adapter_audiences}
+    return bool(needed) and needed <= normalize_labels(caller)

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
+from slm.access import may_use_adapter
 from slm.abstention import evidence_score, is_abstention
 from slm.citations import (
     MarkerFilter, MarkerVerifier, attribute, best_snippet, nearest_sources, parse_citations, strip_markers,
@@ -133,12 +134,12 @@ class Answerer(_Base):
         self.adapter = getattr(generator, "adapter", None)
         # An adapter has learned its training documents: a caller who may not see all of them gets
         # the base model instead (`base_generator` loads it on first need).
-        self.adapter_audiences = tuple(adapter_audiences) if adapter_audiences else None
+        self.adapter_audiences = tuple(adapter_audiences) if adapter_audiences is not None else None
         self._base_factory = base_generator
 
     def generator_for(self, audiences: frozenset[str] | None) -> Generator:
         """The tuned generator, unless the caller lacks an audience its adapter was trained on."""
-        if audiences is None or self.adapter_audiences is None or set(self.adapter_audiences) <= audiences:
+        if may_use_adapter(self.adapter_audiences, audiences):
             return self.generator
         if self._base_factory is None:
             from slm.errors import AccessDenied

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from slm.access import normalize_labels
 from slm.errors import ApiKeyError
 
 KEYS_FILE = "keys.sqlite"
@@ -56,7 +57,7 @@ class ApiKey:
         """What retrieval filters by: the key's labels, or None (sees all) for a trusted `*` key."""
         if TRUSTED_AUDIENCE in self.audiences:
             return None
-        return frozenset(self.audiences)
+        return normalize_labels(self.audiences)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class KeyStore:
 
     def create(self, name: str, audiences: Sequence[str]) -> NewKey:
         name = name.strip()
-        labels = tuple(sorted({a.strip() for a in audiences if a.strip()}))
+        labels = tuple(sorted(normalize_labels(audiences) or ()))
         if not name:
             raise ApiKeyError("a key needs a name (--name)")
         if not labels:

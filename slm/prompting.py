@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from slm.prompt_safety import neutralize, neutralize_messages, template_control_tokens, tokenizer_control_tokens
 from slm.types import Chunk
 
 ABSTAIN_TEXT = "I don't know from the documents."
@@ -24,9 +25,6 @@ SYSTEM_PROMPT = (
     f"If the passages do not answer the question, reply exactly: {ABSTAIN_TEXT}"
 )
 
-_FENCE_RE = re.compile(r"</?\s*passages?\b[^>]*>", re.IGNORECASE)
-
-
 @dataclass(frozen=True)
 class Turn:
     """One earlier exchange of a conversation."""
@@ -36,8 +34,9 @@ class Turn:
 
 
 def sanitize_passage_text(text: str) -> str:
-    """Remove anything that could close or open a passage fence, so text cannot escape it."""
-    return _FENCE_RE.sub(" ", text).replace("\x00", "")
+    """Remove anything that could close or open a passage fence or start a chat turn (look-alikes
+    included), so text cannot escape it; the model's own control tokens are cut again at rendering."""
+    return neutralize(text)
 
 
 def format_passage(number: int, chunk: Chunk, max_chars: int = 900) -> str:
@@ -102,19 +101,29 @@ def build_messages(
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """Text the model is fed: the tokenizer's chat template where it has one, a plain one otherwise."""
+    messages = neutralize_messages(messages, tokenizer_control_tokens(tokenizer))
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return _plain_prompt(messages)
 
 
+# The plain format's turn headers: content may not start a line with one (it would forge a turn).
+_PLAIN_HEADER = re.compile(r"^(\s*)#{3}(?=\s*(?:system|user|assistant)\s*:)", re.IGNORECASE | re.MULTILINE)
+
+
+def _demote_header(match: re.Match[str]) -> str:
+    return match.group(1) + "#"
+
+
 def _plain_prompt(messages: list[dict[str, str]]) -> str:
-    parts = [f"### {m['role'].capitalize()}:\n{m['content']}\n" for m in messages]
+    parts = [f"### {m['role'].capitalize()}:\n{_PLAIN_HEADER.sub(_demote_header, m['content'])}\n" for m in messages]
     return "".join(parts) + "### Assistant:\n"
 
 
 def render_chat_template(template: str | None, messages: list[dict[str, str]], **special_tokens: str) -> str:
     """`render_prompt` for a bare chat template (e.g. read from a GGUF file, with no transformers tokenizer):
     the same Jinja settings as transformers' apply_chat_template, so both backends feed identical text."""
+    messages = neutralize_messages(messages, (*template_control_tokens(template), *special_tokens.values()))
     if not template:
         return _plain_prompt(messages)
     import json

@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from slm.atomic import atomic_write_text
 from slm.errors import RegistryError
+from slm.promotion_gate import judge
 
 CURRENT_FILE = "current"
 HISTORY_FILE = "history.json"
@@ -25,8 +26,6 @@ INFO_FILE = "info.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
-# Metric names where smaller is better; everything else is treated as higher-is-better.
-_LOWER_IS_BETTER = re.compile(r"(latency|_s$|seconds|loss|error|hallucinat|uncited|wrong|perplexity|leak)", re.I)
 
 
 @dataclass(frozen=True)
@@ -52,21 +51,6 @@ class GateDecision:
     reasons: tuple[str, ...]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def gate(
     candidate: Mapping[str, Any],
     current: Mapping[str, Any] | None,
@@ -81,32 +65,8 @@ def gate(
     `metrics` restricts the comparison (default: the numeric keys both dicts share). A metric is
     lower-is-better if named in `lower_is_better` or if its name says so (latency, loss, error...).
     """
-    if not current:
-        return GateDecision(True, ("no current version to compare with",))
-    names = list(metrics) if metrics else sorted(k for k in candidate if k in current and _is_number(candidate[k]))
-    reasons: list[str] = []
-    better = worse = 0
-    for name in names:
-        if name not in candidate or name not in current:
-            raise RegistryError(f"cannot gate on metric '{name}': it is missing from one of the reports")
-        new, old = float(candidate[name]), float(current[name])
-        lower = name in lower_is_better or bool(_LOWER_IS_BETTER.search(name))
-        gain = (old - new) if lower else (new - old)
-        if gain > tolerance:
-            better += 1
-            reasons.append(f"{name}: {old:.4g} -> {new:.4g} (better)")
-        elif gain < -tolerance:
-            worse += 1
-            reasons.append(f"{name}: {old:.4g} -> {new:.4g} (worse)")
-        else:
-            reasons.append(f"{name}: {old:.4g} -> {new:.4g} (within tolerance {tolerance})")
-    if not names:
-        return GateDecision(False, ("no metric in common between the two reports",))
-    return GateDecision(better > 0 and worse == 0, tuple(reasons))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    verdict = judge(candidate, current, rule="better", tolerance=tolerance, metrics=metrics, lower=lower_is_better)
+    return GateDecision(verdict.promote, verdict.reasons)
 
 
 class Registry:

@@ -94,9 +94,9 @@ class HybridRetriever:
             depth_r = max(k, min(len(order), self.settings.rerank_candidates))
             head = order[:depth_r]
             chunks = self._chunks(index, head, audiences)
-            from slm.ingest import index_text
+            from slm.chunking import context_text  # what was indexed: the chunk with its title and headings
 
-            scores = reranker.score(query, [index_text(chunks[p]) for p in head if p in chunks])
+            scores = reranker.score(query, [context_text(chunks[p]) for p in head if p in chunks])
             rerank_of = dict(zip([p for p in head if p in chunks], map(float, scores)))
             order = sorted(rerank_of, key=lambda p: -rerank_of[p])
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from slm.access import may_use_adapter
 from slm.api.errors import ApiError
 from slm.config import Settings
 from slm.errors import RegistryError
@@ -47,10 +48,7 @@ class ServedModel:
 
 def may_use(model: ServedModel, caller: frozenset[str] | None) -> bool:
     """caller None is a trusted key; an adapter's training audiences must all be the caller's."""
-    if caller is None or model.audiences is None:
-        return True
-    held = {label.strip().lower() for label in caller}
-    return bool(model.audiences) and {label.strip().lower() for label in model.audiences} <= held
+    return may_use_adapter(model.audiences, caller)
 
 
 def _open_registry(settings: Settings):

@@ -21,4 +21,6 @@ def parse_audiences(value: Optional[str]) -> frozenset[str] | None:
     """`--audience a,b` → {"a", "b"}; None means the CLI user is trusted with everything."""
     if value is None:
         return None
-    return frozenset(a.strip() for a in value.split(",") if a.strip())
+    from slm.access import normalize_labels
+
+    return normalize_labels(value.split(","))

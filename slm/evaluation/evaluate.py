@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from slm.config import Settings
 from slm.errors import ConfigError
 from slm.evaluation.dataset import QAFile, combine, load_qa_file
+from slm.evaluation.metrics import source_matches
 from slm.evaluation.report import ReportFiles, RunContext, write_reports
 from slm.evaluation.runner import AnswererFactory, EvalOptions, EvalRun, exclude_tuned, run_eval
 from slm.evaluation.scoring import VariantScore, choose_baseline, compare, score_run
@@ -93,18 +94,26 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
     }
 
 
-def training_notes(run: EvalRun, qa_paths: Sequence[Path]) -> list[str]:
-    """For each adapter: were the gold source pages in its training corpus, was the question file guarded."""
-    import fnmatch
+def gold_documents(gold_sources: Sequence[str], documents: Sequence[Any]) -> dict[str, list[Any]]:
+    """Each gold source of a question file resolved once to the KB's documents it names (same rule as scoring)."""
+    return {g: [d for d in documents if source_matches(d.id, d.source, g)] for g in gold_sources}
+
+
+def training_notes(run: EvalRun, qa_paths: Sequence[Path], documents: Sequence[Any] = ()) -> list[str]:
+    """For each adapter: were the gold source pages in its training corpus, was the question file guarded.
+    A gold page counts as trained on when a KB document it resolves to is not excluded by the adapter's
+    `exclude_docs` (one glob dialect, `slm.globs`)."""
+    from slm.globs import document_matches
 
     gold = sorted({q.example.source for q in run.questions if q.example.source and not q.gold_hidden})
+    resolved = gold_documents(gold, documents)
     notes = []
     for variant, ident in run.identities.items():
         entry = ident.registry
         if not ident.adapter or not entry:
             continue
         excluded = entry.get("exclude_docs") or []
-        trained_on = [g for g in gold if not any(fnmatch.fnmatch(g, pat) for pat in excluded)]
+        trained_on = [g for g in gold if any(not document_matches(d.id, d.source, excluded) for d in resolved[g])]
         guarded = {Path(p).name for p in entry.get("eval_qa_guarded") or []}
         unguarded = [Path(p).name for p in qa_paths if Path(p).name not in guarded]
         notes.append(
@@ -159,7 +168,7 @@ def evaluate(
             threshold = factory.threshold()
         run = run_eval(examples, specs, kb=kb, factory=factory, audiences=audiences, options=options)
         notes += list(getattr(factory, "notes", []))
-        notes += training_notes(run, qa_paths)
+        notes += training_notes(run, qa_paths, kb.documents() if hasattr(kb, "documents") else ())
         scores = score_run(run)
         baseline = choose_baseline(scores, options.baseline)
         diffs = compare(scores, baseline, resamples=options.resamples, seed=options.seed)

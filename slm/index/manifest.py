@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slm.atomic import atomic_write_text
 from slm.errors import IndexMismatchError, KnowledgeBaseError
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         """Write atomically: a temp file, fsync, then rename over the old one."""
-        write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> "Manifest":
@@ -46,16 +46,6 @@ class Manifest:
                 f"'{configured}'; either re-ingest with the new model (`slm ingest ROOT --rebuild`) or set "
                 f"embedder.model back to '{self.embedder}'"
             )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_checked_embedder(settings: "EmbedderSettings", manifest: "Manifest | None", where: str = "index") -> "Embedder":

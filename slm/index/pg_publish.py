@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slm.access import normalize_label
 from slm.config import IndexSettings
 from slm.errors import KnowledgeBaseError
 from slm.index.generation import generation_dir
@@ -86,7 +87,7 @@ def publish(kb: "KnowledgeBase", settings: IndexSettings, *, force: bool = False
                 for position, (chunk, vector) in enumerate(zip(chunks, vectors)):
                     copy.write_row([position, chunk.id, chunk.doc_id, chunk.text, chunk.start, chunk.end,
                                     list(chunk.section), chunk.anchor, chunk.page, chunk.title, chunk.source,
-                                    [a.lower() for a in chunk.audiences], np.asarray(vector, dtype=np.float32)])
+                                    [normalize_label(a) for a in chunk.audiences], np.asarray(vector, dtype=np.float32)])
             if settings.search == "hnsw":
                 # Inner product on unit vectors = cosine, as the FAISS IndexFlatIP scores.
                 conn.execute(sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_ip_ops)").format(table))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from slm.access import normalize_labels
 from slm.config import IndexSettings
 from slm.index.generation import LoadedIndex
 from slm.index.manifest import Manifest
@@ -41,7 +42,7 @@ class PgDenseIndex:
         where = sql.SQL("")
         if audiences is not None:
             where = sql.SQL(" WHERE audiences && %(labels)s::text[]")
-            params["labels"] = sorted({a.strip().lower() for a in audiences})
+            params["labels"] = sorted(normalize_labels(audiences))
         # ORDER BY the operator itself so an HNSW index (when the generation has one) is used; the same
         # parameter in both places lets PostgreSQL compute the distance once per row.
         query_sql = sql.SQL("SELECT position, embedding <#> %(q)s FROM {}{} ORDER BY embedding <#> %(q)s LIMIT %(k)s")

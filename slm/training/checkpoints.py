@@ -42,7 +42,7 @@ def save_checkpoint(run_dir: Path, model: Any, state: dict, adapter_state: dict 
     `adapter_state`: the full LoRA weights where the model holds only a shard of them (FSDP)."""
     import torch
 
-    from slm.registry import atomic_write_text
+    from slm.atomic import atomic_write_text
 
     root = run_dir / "checkpoints"
     name = f"step-{state['step']:06d}"

@@ -4,7 +4,6 @@ corpus-agnostic fallback fills gaps, and answers are extractive quotes of the ch
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import math
@@ -15,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from slm.globs import document_matches
 from slm.training.leakcheck import normalise
 from slm.training.rule_questions import choose, rule_questions
 from slm.types import Chunk, QAExample
@@ -129,7 +129,7 @@ def sample_chunks(
     by_doc: dict[str, list[Chunk]] = {}
     excluded = 0
     for chunk in chunks:
-        if any(fnmatch.fnmatch(chunk.doc_id, g) or fnmatch.fnmatch(chunk.source, g) for g in exclude_docs):
+        if document_matches(chunk.doc_id, chunk.source, exclude_docs):
             excluded += 1
             continue
         if len(chunk.text.strip()) < min_chars or not sentences(chunk.text):

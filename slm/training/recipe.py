@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from slm.access import normalize_label, normalize_labels
 from slm.config import Settings
 from slm.errors import TrainingError
 from slm.types import Chunk, QAExample
@@ -339,10 +340,10 @@ def training_audiences(chunks: Sequence[Chunk], caller: frozenset[str] | None) -
     """The labels a caller must all hold to be served the adapter: whoever holds them may see every
     training document. A document without labels adds "*" (trusted callers only). Trained for a
     caller (`--audience public`), the caller's own labels that the documents carry are enough."""
-    groups = {tuple(label.lower() for label in c.audiences) for c in chunks}
+    groups = {tuple(normalize_label(label) for label in c.audiences) for c in chunks}
     labels = {label for group in groups for label in group} | ({"*"} if () in groups else set())
     if caller is not None:
-        narrowed = labels & {label.strip().lower() for label in caller}
+        narrowed = labels & normalize_labels(caller)
         if narrowed and all(set(group) & narrowed for group in groups):
             return tuple(sorted(narrowed))
     return tuple(sorted(labels))
@@ -391,11 +392,11 @@ def _checkpointing_field(choice: str) -> dict[str, Any]:
 
 
 def _excluded_ids(chunks: Sequence[Chunk], exclude: Sequence[str]) -> set[str]:
-    import fnmatch
+    from slm.globs import document_matches
 
     if not exclude:
         return set()
-    return {c.id for c in chunks if any(fnmatch.fnmatch(c.doc_id, g) or fnmatch.fnmatch(c.source, g) for g in exclude)}
+    return {c.id for c in chunks if document_matches(c.doc_id, c.source, exclude)}
 
 
 def _with_gold(example: QAExample, retrieve) -> QAExample:

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from slm.access import normalize_labels
 from slm.config import AccessSettings, UISettings
 from slm.errors import AccessDenied, ConfigError
 
@@ -59,7 +60,7 @@ def audiences_for_user(user: str, ui: UISettings, access: AccessSettings) -> fro
     labels = ui.user_audiences.get(user)
     if labels is None:
         labels = access.default_audiences
-    return frozenset(label.strip().lower() for label in labels if label.strip())
+    return normalize_labels(labels)
 
 
 def header_user(headers: Any, header: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
@@ -263,8 +264,29 @@ def test_training_notes_say_whether_gold_pages_were_trained_on(tmp_path):
     run.identities["current"] = ModelIdentity("m", adapter="v3", adapter_path="/x", registry={
         "exclude_docs": ["faq/*"], "eval_qa_guarded": ["/somewhere/qa.jsonl"]})
     run.identities["base"] = ModelIdentity("m")
-    (note,) = training_notes(run, [Path("qa.jsonl"), Path("ood.jsonl")])
+    docs = [SimpleNamespace(id=d, source=d) for d in ("faq/a.html", "faq/b.html", "lib/c.html")]
+    (note,) = training_notes(run, [Path("qa.jsonl"), Path("ood.jsonl")], docs)
     assert "1 of 3 gold source page(s)" in note and "ood.jsonl were not checked" in note
+
+
+def test_training_notes_resolve_gold_file_names_to_documents_before_matching_exclude_globs():
+    """The issue's case: gold `choosing.en.html` vs `exclude_docs: [debian-faq/*]` said 7 of 7 trained on."""
+    from pathlib import Path
+
+    from slm.evaluation.evaluate import training_notes
+    from slm.evaluation.records import EvalQuestion
+    from slm.evaluation.runner import EvalRun
+    from slm.types import QAExample
+
+    gold = ("choosing.en.html", "basic-defs.en.html", "nowhere.html")
+    qs = [EvalQuestion(QAExample("q", "a", source=s, id=s), True) for s in gold]
+    run = EvalRun(qs, [], EvalOptions(), None)
+    run.identities["current"] = ModelIdentity("m", adapter="v1", adapter_path="/x", registry={
+        "exclude_docs": ["debian-faq/*"], "eval_qa_guarded": []})
+    docs = [SimpleNamespace(id=f"debian-faq/{g}", source=f"debian-faq/{g}") for g in gold[:2]]
+    docs.append(SimpleNamespace(id="reference/ch01.en.html", source="reference/ch01.en.html"))
+    (note,) = training_notes(run, [Path("qa.jsonl")], docs)
+    assert "0 of 3 gold source page(s)" in note
 
 
 def test_identical_variants_are_not_listed_as_comparisons(tmp_path, qa_files):
