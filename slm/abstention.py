@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 from slm.prompting import ABSTAIN_TEXT
+from slm.text.messages import all_translations
+from slm.text.words import terms
 from slm.types import Chunk, Hit
 
 CALIBRATION_FILE = "calibration.json"
@@ -34,7 +36,7 @@ def is_abstention(text: str) -> bool:
     flat = " ".join(text.replace("’", "'").split())
     if not flat:
         return True
-    if ABSTAIN_TEXT.lower().rstrip(".") in flat.lower():
+    if any(text.lower().rstrip(".。") in flat.lower() for text in (ABSTAIN_TEXT, *all_translations("abstain"))):
         return True
     match = _ABSTAIN_PATTERNS.search(flat)
     # A decline at the start, or one that is most of a short reply; not a passing "I don't know why" deep in an answer.
@@ -169,7 +171,6 @@ OFF_TOPIC_QUESTIONS: tuple[str, ...] = (
 )
 
 _NUMBERING_RE = re.compile(r"^\s*(?:[\dIVXivx]+[.)]\s*)+")
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.()'-]*")
 _FILLER = frozenset(
     "the a an and or of to in on for is are was were be by with as at this that it its from can may "
     "will not you your we our they their if then else which who what when where how".split()
@@ -185,7 +186,7 @@ def question_from_chunk(chunk: Chunk, rng: random.Random) -> str | None:
         return rng.choice(
             [f"What does the documentation say about {heading}?", f"How does {heading} work?", f"What is {heading}?"]
         )
-    words = [w for w in _WORD_RE.findall(chunk.text) if w.lower() not in _FILLER and len(w) > 2]
+    words = [w for w in terms(chunk.text) if w.lower() not in _FILLER and len(w) > 2]
     if len(words) < 6:
         return None
     start = rng.randrange(0, max(1, len(words) - 8))

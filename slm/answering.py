@@ -6,7 +6,6 @@ Both stream text deltas and end with exactly one `Answer`.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -20,14 +19,14 @@ from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
 from slm.errors import SlmError
 from slm.generation import Generator
 from slm.prompting import ABSTAIN_TEXT, Turn, build_messages, rewrite_prompt
+from slm.text.messages import answer_language, message
+from slm.text.words import content_words
 from slm.types import Answer, Hit, Timings
 
 CLOSED_BOOK_SYSTEM = (
     "Answer the question in one to three sentences. "
     f"If you do not know the answer, reply exactly: {ABSTAIN_TEXT}"
 )
-_WORD_RE = re.compile(r"[a-z0-9_]+")
-_STOP = frozenset("a an the is are was of to in on for and or it this that what how why do does can i".split())
 
 
 class Retriever(Protocol):
@@ -35,10 +34,6 @@ class Retriever(Protocol):
         self, query: str, k: int = 5, *, audiences: frozenset[str] | None = None, mode: str | None = None,
         rerank: bool | None = None,
     ) -> list[Hit]: ...
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP}
 
 
 def _check_question(question: str) -> str:
@@ -53,6 +48,7 @@ class _Base:
 
     model_name = ""
     adapter: str | None = None
+    answer_language = "auto"  # generation.answer_language (the extractive baseline follows the question)
 
     def __init__(
         self,
@@ -78,10 +74,14 @@ class _Base:
     def weak_evidence(self, passages: Sequence[Hit]) -> bool:
         return not passages or evidence_score(passages) < self.min_evidence
 
+    def abstain_text(self, question: str) -> str:
+        """"I don't know from the documents." in the answer's language."""
+        return message("abstain", answer_language(self.answer_language, question))
+
     def abstain(self, question: str, passages: tuple[Hit, ...], timings: Timings) -> Answer:
         return Answer(
             question=question,
-            text=ABSTAIN_TEXT,
+            text=self.abstain_text(question),
             citations=nearest_sources(passages, question),
             passages=passages,
             abstained=True,
@@ -130,6 +130,7 @@ class Answerer(_Base):
         super().__init__(retriever, answering, retrieval, min_evidence=min_evidence)
         self.generator = generator
         self.generation = generation
+        self.answer_language = generation.answer_language
         self.model_name = getattr(generator, "name", "")
         self.adapter = getattr(generator, "adapter", None)
         # An adapter has learned its training documents: a caller who may not see all of them gets
@@ -146,6 +147,9 @@ class Answerer(_Base):
 
             raise AccessDenied("the model was tuned on documents this caller may not see, and no base model is configured")
         return self._base_factory()
+
+    def answer_language_for(self, question: str) -> str:
+        return answer_language(self.answer_language, question)
 
     def use_demo(self, generator: Generator) -> bool:
         """Whether the prompt starts with the worked example (see AnsweringSettings.demo)."""
@@ -172,8 +176,8 @@ class Answerer(_Base):
         except SlmError:
             return fallback
         rewritten = " ".join(rewritten.strip().strip('"').split())
-        context_words = _content_words(question + " " + " ".join(t.content for t in history))
-        plausible = 3 <= len(rewritten) <= 300 and not is_abstention(rewritten) and _content_words(rewritten) & context_words
+        context_words = content_words(question + " " + " ".join(t.content for t in history))
+        plausible = 3 <= len(rewritten) <= 300 and not is_abstention(rewritten) and content_words(rewritten) & context_words
         return rewritten if plausible else fallback
 
     # ------------------------------------------------------------ answering
@@ -200,7 +204,7 @@ class Answerer(_Base):
         passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
         retrieval_s = time.perf_counter() - t0
         if self.weak_evidence(passages):
-            yield ABSTAIN_TEXT
+            yield self.abstain_text(question)
             yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
             return
         messages = build_messages(
@@ -209,6 +213,7 @@ class Answerer(_Base):
             self.history_for_prompt(history),
             self.answering.max_passage_chars,
             demo=self.use_demo(generator),
+            answer_language=self.answer_language_for(question),
         )
         markers = MarkerFilter(len(passages))
         verifier = MarkerVerifier(passages, query) if self.answering.verify_citations else None
@@ -244,8 +249,10 @@ class Answerer(_Base):
         model, adapter = getattr(generator, "name", self.model_name), getattr(generator, "adapter", None)
         if is_abstention(text):
             if not parts:
-                yield ABSTAIN_TEXT
-            yield replace(self.abstain(question, passages, timings), text=text or ABSTAIN_TEXT, model=model, adapter=adapter)
+                yield self.abstain_text(question)
+            # the model's own English "I don't know …" becomes the message in the question's language
+            shown = self.abstain_text(question) if text.strip() in ("", ABSTAIN_TEXT) else text
+            yield replace(self.abstain(question, passages, timings), text=shown, model=model, adapter=adapter)
             return
         yield Answer(
             question=question,
@@ -320,7 +327,7 @@ class ExtractiveAnswerer(_Base):
         passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
         retrieval_s = time.perf_counter() - t0
         if self.weak_evidence(passages):
-            yield ABSTAIN_TEXT
+            yield self.abstain_text(question)
             yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
             return
         top = passages[0].chunk.text

@@ -8,9 +8,17 @@ import math
 import re
 from dataclasses import dataclass
 
+from slm.text.language import detect_language
 from slm.types import Chunk, Document, Section
 
-_SENTENCE_END = re.compile(r"[.!?:;][\"')\]]*\s+")
+# A Latin sentence ends at . ! ? : ; before white space; a CJK one at 。！？； (no space follows those).
+_SENTENCE_END = re.compile(r"[.!?:;][\"')\]]*\s+|[。！？；][」』”’）]*")
+_CJK_STOPS = "。！？；"
+_CJK_CLAUSE = re.compile(r"[，、：]")
+# Chinese carries about as much per character as English does per three (translations run ~3:1 in characters,
+# and the e5 tokenizer gives ~1 token per Han character against ~1 per 4 English characters), so a zh
+# document's chunks are sized in English-equivalent characters: chunk_chars / 3 Han-script characters.
+CJK_CHAR_WEIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,10 @@ def _break_point(text: str, start: int, limit: int, floor: int) -> int:
     for finder in (
         lambda w: w.rfind("\n\n"),
         lambda w: w.rfind("\n"),
-        lambda w: max((m.end() - 1 for m in _SENTENCE_END.finditer(w)), default=-1),
+        # after the stop itself: before the white space that follows a Latin one, after a CJK one
+        lambda w: max((m.end() - (m.group()[0] not in _CJK_STOPS) for m in _SENTENCE_END.finditer(w)), default=-1),
         lambda w: w.rfind(" "),
+        lambda w: max((m.end() for m in _CJK_CLAUSE.finditer(w)), default=-1),  # text without spaces
     ):
         at = finder(window)
         if at > 0:
@@ -100,7 +110,7 @@ def _overlap_start(text: str, end: int, overlap: int, lower: int) -> int:
         return end
     target = max(lower, end - overlap)
     region = text[target:end]
-    for pattern in ("\n", ". ", " "):
+    for pattern in ("\n", ". ", "。", "！", "？", " ", "，"):
         at = region.find(pattern)
         if at >= 0:
             return target + at + len(pattern)
@@ -150,8 +160,12 @@ def chunk_document(doc: Document, *, chunk_chars: int = 1200, overlap: int = 150
     their first child, long units cut on paragraph/line/sentence boundaries with `overlap`."""
     if chunk_chars <= 0:
         raise ValueError("chunk_chars must be positive")
+    if doc.language == "zh":
+        chunk_chars = max(1, chunk_chars // CJK_CHAR_WEIGHT)
+        overlap, min_chars = overlap // CJK_CHAR_WEIGHT, min_chars // CJK_CHAR_WEIGHT
     overlap = max(0, min(overlap, chunk_chars // 2))
     text = doc.text
+    declared = bool(doc.metadata.get("language"))  # a sidecar's `language:` holds for every chunk
     chunks: list[Chunk] = []
     for unit in _merge_short(_units(doc), text, min_chars):
         start, end = _trim(text, unit.start, unit.end)
@@ -175,6 +189,9 @@ def chunk_document(doc: Document, *, chunk_chars: int = 1200, overlap: int = 150
                     title=doc.title,
                     source=doc.source,
                     audiences=doc.audiences,
+                    language=doc.language if declared else detect_language(
+                        text[piece_start:piece_end], default=doc.language
+                    ),
                 )
             )
     return chunks

@@ -9,20 +9,17 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from slm.text.words import content_words, units
 from slm.types import Citation, Hit
 
 MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _SPACED_MARKER_RE = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _OPEN_MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d*)*)?\s*$")  # a marker still being written
-# a sentence ends at . ! ? before white space, or at a blank line / heading break (wrapped lines are not ends)
-_SENTENCE_RE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s)|\n(?!\s*\n))+(?:[.!?]+(?=\s|$)|\n\s*\n|$)")
-_WORD_RE = re.compile(r"[a-z0-9_]+")
+# a sentence ends at . ! ? before white space, at a CJK full stop 。！？ (no space follows those), or at a blank
+# line / heading break (wrapped lines are not ends)
+_SENTENCE_RE = re.compile(r"(?:[^.!?。！？\n]|[.!?](?!\s)|\n(?!\s*\n))+(?:[.!?]+(?=\s|$)|[。！？]+|\n\s*\n|$)")
+_CJK_STOPS = "。！？"
 SNIPPET_CHARS = 300
-
-_STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i if in is it its of on or that the this to "
-    "was what when where which who why will with you your not no yes".split()
-)
 
 
 def _numbers(group: str) -> list[int]:
@@ -67,13 +64,14 @@ def _stem(word: str) -> str:
 
 
 def _words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+    """Content words (Latin, stemmed) and CJK character bigrams: what a sentence shares with its source."""
+    return {_stem(w) for w in content_words(text, min_len=2)}
 
 
 def _word_pairs(text: str) -> set[tuple[str, str]]:
     """Adjacent word pairs, stop words kept: the phrasing a copied sentence shares with its source, which a
     passage that merely uses the same words (in other sentences, in another order) does not."""
-    tokens = [_stem(w) for w in _WORD_RE.findall(text.lower())]
+    tokens = [_stem(w) for w in units(text)]
     return set(zip(tokens, tokens[1:]))
 
 
@@ -108,7 +106,7 @@ def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS
 
 def _snippet_text(chunk_text: str, start: int, end: int) -> str:
     text = " ".join(chunk_text[start:end].split())
-    return text + (" …" if end < len(chunk_text.rstrip()) and not text.endswith((".", "!", "?")) else "")
+    return text + (" …" if end < len(chunk_text.rstrip()) and not text.endswith((".", "!", "?", *_CJK_STOPS)) else "")
 
 
 def citation_for(marker: int, hit: Hit, reference: str) -> Citation:
@@ -154,7 +152,7 @@ def parse_citations(text: str, passages: Sequence[Hit]) -> tuple[str, tuple[Cita
 def _insert_marker(sentence: str, number: int) -> str:
     body = sentence.rstrip()
     tail = sentence[len(body):]
-    end = len(body.rstrip(".!?"))
+    end = len(body.rstrip(".!?" + _CJK_STOPS))
     return f"{body[:end]} [{number}]{body[end:]}{tail}"
 
 
@@ -178,13 +176,13 @@ def attribute(text: str, passages: Sequence[Hit], question: str = "", *, min_sha
     return "".join(out)
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|[。！？]|\n")
 
 
 def _sentence_before(context: str) -> str:
     """The sentence a marker written at the end of `context` belongs to (markers removed)."""
     body = MARKER_RE.sub(" ", context).rstrip()
-    if body.endswith((".", "!", "?")):  # "... the text. [2]": the marker closes the sentence before it
+    if body.endswith((".", "!", "?", *_CJK_STOPS)):  # "... the text. [2]": the marker closes the sentence before it
         body = body[:-1]
     ends = list(_SENTENCE_END.finditer(body))
     return body[ends[-1].end():] if ends else body

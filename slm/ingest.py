@@ -14,11 +14,12 @@ from typing import Callable
 
 import numpy as np
 
+from slm.embedder_choice import AUTO, choose_embedder
 from slm.errors import DocumentError, KnowledgeBaseError
 from slm.index.generation import build_generation, collect_garbage, existing_generations
 from slm.index.manifest import Manifest
 from slm.kb import GENERATION_KEY, ROOT_KEY, KnowledgeBase
-from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, chunk_row
+from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, StoredChunk, chunk_row
 from slm.types import Chunk, Document
 
 EMBED_CHECKPOINT_BATCHES = 8  # cache vectors in SQLite every this many batches (a killed run keeps them)
@@ -174,8 +175,14 @@ def ingest(
         # Embed what the cache does not hold yet.
         stage("embed")
         t = time.perf_counter()
-        model = kb.embedder_name
         new_chunks = [c for p in pending for c in p.chunks]
+        before = kb.embedder_name
+        model = _embedder_for(kb, new_chunks, gone)
+        switched = model != before or (rebuild and kb.settings.embedder.model == AUTO)
+        if model != before:
+            if kb.current_generation() is not None:
+                _say(progress, f"the KB's languages call for embedder {model} (was {before}): re-embedding its chunks")
+            kb.switch_embedder(model)
         new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
         embedded = _embed_missing(kb, new_chunks, new_keys, progress, use_cache=not rebuild)
         timings["embed"] = time.perf_counter() - t
@@ -192,9 +199,15 @@ def ingest(
         t = time.perf_counter()
         _say(progress, "building the index…")
         kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
+        rekeyed: list[tuple[str, str]] = []  # (new embed key, chunk id) of kept chunks under a new embedder
+        if switched:
+            kept_keys = [embed_key(model, index_text(s.chunk)) for s in kept]
+            embedded += _embed_missing(kb, [s.chunk for s in kept], kept_keys, progress, use_cache=True)
+            rekeyed = [(key, s.chunk.id) for s, key in zip(kept, kept_keys) if key != s.embed_key]
+            kept = [StoredChunk(s.chunk, key) for s, key in zip(kept, kept_keys)]
         rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
         rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
-        manifest = None if rebuild else kb.manifest()
+        manifest = None if rebuild or switched else kb.manifest()
         dimension = manifest.dimension if manifest else kb.embedder().dimension
         vectors = _vectors_for(kb, [key for _, key in rows], dimension)
         number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
@@ -206,6 +219,7 @@ def ingest(
             vectors=vectors,
             index_texts=[index_text(c) for c, _ in rows],
             embedder=model,
+            languages=[c.language for c, _ in rows],
         )
         timings["index"] = time.perf_counter() - t
         stage("built")
@@ -218,6 +232,7 @@ def ingest(
                 conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             for doc_id in set(deleted) | set(removed_failed):
                 conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            conn.executemany("UPDATE chunks SET embed_key = ? WHERE id = ?", rekeyed)
             now = time.time()
             for item in pending:
                 doc = item.doc
@@ -234,6 +249,7 @@ def ingest(
                         len(item.chunks),
                         len(doc.text),
                         now,
+                        doc.language,
                     ),
                 )
             conn.executemany(
@@ -256,6 +272,15 @@ def ingest(
         _publish_if_shared(kb, stage, timings)
         written = sum(len(p.chunks) for p in pending)
         return _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings)
+
+
+def _embedder_for(kb: KnowledgeBase, new_chunks: list[Chunk], gone: set[str]) -> str:
+    """The embedder this run's index is built with: the configured one, or under `auto` the one the
+    languages of the chunks that stay plus the new ones call for (slm.embedder_choice)."""
+    if kb.settings.embedder.model != AUTO or kb.has_fixed_embedder:
+        return kb.embedder_name
+    languages = {lang for doc_id, lang in kb.store.document_languages() if doc_id not in gone}
+    return choose_embedder(AUTO, languages | {c.language for c in new_chunks})
 
 
 def _publish_if_shared(kb: KnowledgeBase, stage: Callable[[str], None], timings: dict[str, float]) -> None:

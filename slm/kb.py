@@ -6,12 +6,13 @@ import fcntl
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from slm.config import Settings
 from slm.errors import IndexMismatchError, KnowledgeBaseError
+from slm.embedder_choice import AUTO, choose_embedder
 from slm.index.generation import LoadedIndex, generation_dir, load_generation
 from slm.index.manifest import Manifest, load_checked_embedder
 from slm.store import DocumentInfo, Store
@@ -56,6 +57,8 @@ class KnowledgeBase:
         self._index_generation: int | None = None
         self._lock = threading.RLock()
         self._check_embedder = True
+        self._fixed_embedder = embedder is not None  # handed in by the caller: never re-chosen
+        self._embedder_spec: str | None = None  # chosen by an ingest under `auto`, before its index exists
 
     @classmethod
     def open(
@@ -82,8 +85,9 @@ class KnowledgeBase:
         kb._check_embedder = check_embedder
         if check_embedder:
             manifest = kb.manifest()
-            if manifest is not None:
-                manifest.check_embedder(embedder.model_name if embedder is not None else settings.embedder.model)
+            configured = embedder.model_name if embedder is not None else settings.embedder.model
+            if manifest is not None and configured != AUTO:  # `auto` follows whatever built the index
+                manifest.check_embedder(configured)
         return kb
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -147,6 +151,10 @@ class KnowledgeBase:
             if number is not None:
                 manifest = Manifest.read(generation_dir(self.index_dir, number) / "manifest.json")
                 if self._embedder is not None and manifest.embedder != self._embedder.model_name:
+                    if self.settings.embedder.model == AUTO:  # the KB gained its first zh/id chunks: follow it
+                        self._embedder, self._embedder_spec = None, None
+                        self._load_index()
+                        return True
                     raise IndexMismatchError(
                         f"the index was rebuilt with embedder '{manifest.embedder}', this process uses "
                         f"'{self._embedder.model_name}'; restart it with embedder.model set to '{manifest.embedder}'"
@@ -158,18 +166,40 @@ class KnowledgeBase:
     def embedder(self) -> "Embedder":
         with self._lock:
             if self._embedder is None:
-                manifest = self.manifest() if self._check_embedder else None
-                self._embedder = load_checked_embedder(self.settings.embedder, manifest)
+                # after a switch the index on disk is the old embedder's: nothing to check against yet
+                manifest = self.manifest() if self._check_embedder and self._embedder_spec is None else None
+                settings = replace(self.settings.embedder, model=self.embedder_name)
+                self._embedder = load_checked_embedder(settings, manifest)
             return self._embedder
 
     @property
     def embedder_name(self) -> str:
-        """The embedder's spec without loading it."""
-        return self._embedder.model_name if self._embedder is not None else self.settings.embedder.model
+        """The embedder's spec without loading it; under `auto`, the one that built the index, else the one
+        the stored chunks' languages call for (slm.embedder_choice)."""
+        if self._embedder is not None:
+            return self._embedder.model_name
+        configured = self.settings.embedder.model
+        if configured != AUTO:
+            return configured
+        if self._embedder_spec is not None:
+            return self._embedder_spec
+        manifest = self.manifest() if self._check_embedder else None
+        return manifest.embedder if manifest is not None else choose_embedder(AUTO, self.store.languages())
 
     def set_embedder(self, embedder: "Embedder") -> None:
         with self._lock:
             self._embedder = embedder
+            self._fixed_embedder = True
+
+    @property
+    def has_fixed_embedder(self) -> bool:
+        """True when the caller handed in the embedder (tests, `slm eval` sharing one): `auto` leaves it be."""
+        return self._fixed_embedder
+
+    def switch_embedder(self, spec: str) -> None:
+        """Use `spec` from now on (an ingest under `auto` whose KB's languages changed); loads on first use."""
+        with self._lock:
+            self._embedder, self._embedder_spec = None, spec
 
     def retriever(self) -> "HybridRetriever":
         from slm.retrieval import HybridRetriever

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from slm.config import Settings
+from slm.embedder_choice import AUTO, choose_embedder
 from slm.errors import IndexMismatchError, KnowledgeBaseError
 from slm.index.manifest import Manifest, load_checked_embedder
 from slm.index.pg import check_settings, current_chunks_view, open_pool, safe_dsn, schema_id
@@ -48,7 +50,8 @@ class SharedKnowledgeBase:
                 raise KnowledgeBaseError(
                     f"nothing is published in schema '{settings.index.schema}' at '{safe_dsn(settings.index.dsn)}': "
                     "run `slm ingest ROOT` with index.backend: pgvector and this index.dsn first")
-            manifest.check_embedder(kb.embedder_name)
+            if settings.embedder.model != AUTO or embedder is not None:
+                manifest.check_embedder(kb.embedder_name)
         except BaseException:
             kb.close()
             raise
@@ -120,6 +123,10 @@ class SharedKnowledgeBase:
                 return False
             manifest = self.manifest()
             if manifest is not None and manifest.embedder != self.embedder_name:
+                if self.settings.embedder.model == AUTO:
+                    self._embedder = None  # follow the embedder the published generation was built with
+                    self._load_index()
+                    return True
                 raise IndexMismatchError(
                     f"the shared index was rebuilt with embedder '{manifest.embedder}', this process uses "
                     f"'{self.embedder_name}'; restart it with embedder.model set to '{manifest.embedder}'")
@@ -131,12 +138,19 @@ class SharedKnowledgeBase:
     def embedder(self) -> "Embedder":
         with self._lock:
             if self._embedder is None:
-                self._embedder = load_checked_embedder(self.settings.embedder, self.manifest(), "shared index")
+                settings = replace(self.settings.embedder, model=self.embedder_name)
+                self._embedder = load_checked_embedder(settings, self.manifest(), "shared index")
             return self._embedder
 
     @property
     def embedder_name(self) -> str:
-        return self._embedder.model_name if self._embedder is not None else self.settings.embedder.model
+        """The embedder's spec; under `auto`, the one the published generation was built with."""
+        if self._embedder is not None:
+            return self._embedder.model_name
+        if self.settings.embedder.model != AUTO:
+            return self.settings.embedder.model
+        manifest = self.manifest()
+        return manifest.embedder if manifest is not None else choose_embedder(AUTO, ())
 
     def set_embedder(self, embedder: "Embedder") -> None:
         with self._lock:

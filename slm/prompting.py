@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from slm.prompt_safety import neutralize, neutralize_messages, template_control_tokens, tokenizer_control_tokens
+from slm.text.messages import answer_language as answer_language_for
+from slm.text.messages import message
 from slm.types import Chunk
 
-ABSTAIN_TEXT = "I don't know from the documents."
+ABSTAIN_TEXT = message("abstain", "en")  # what models are trained to say; localised ones: slm.text.messages
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages the user gives you. "
@@ -51,12 +53,17 @@ def format_passage(number: int, chunk: Chunk, max_chars: int = 900) -> str:
     return f'<passage id="{number}" source="{label}">\n{body}\n</passage>'
 
 
-def format_user_message(question: str, passages: Sequence[Chunk], max_passage_chars: int = 900) -> str:
+def format_user_message(
+    question: str, passages: Sequence[Chunk], max_passage_chars: int = 900, answer_language: str = "en"
+) -> str:
+    """Passages then the question; for a zh or id answer, the instruction to answer in that language after it
+    (English prompts carry none, so what English adapters learned is unchanged)."""
     if passages:
         blocks = "\n".join(format_passage(i, c, max_passage_chars) for i, c in enumerate(passages, start=1))
     else:
         blocks = "(no passages)"
-    return f"Passages:\n{blocks}\n\nQuestion: {question.strip()}"
+    instruction = message("answer_in", answer_language)
+    return f"Passages:\n{blocks}\n\nQuestion: {question.strip()}" + (f"\n{instruction}" if instruction else "")
 
 
 # A worked example shown to an untuned model before the real question: small models imitate a
@@ -85,17 +92,21 @@ def build_messages(
     history: Sequence[Turn] = (),
     max_passage_chars: int = 900,
     demo: bool = False,
+    answer_language: str = "auto",
 ) -> list[dict[str, str]]:
     """Chat messages for a question over numbered passages (1-based, in the order given).
 
     `demo=True` puts the worked example first (serving an untuned base model); training leaves it out.
+    `answer_language` (generation.answer_language) is resolved against the question the same way for
+    training and serving.
     """
+    language = answer_language_for(answer_language, question)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     if demo:
         messages += demo_messages(max_passage_chars)
     for turn in history:
         messages.append({"role": turn.role, "content": turn.content})
-    messages.append({"role": "user", "content": format_user_message(question, passages, max_passage_chars)})
+    messages.append({"role": "user", "content": format_user_message(question, passages, max_passage_chars, language)})
     return messages
 
 

@@ -67,7 +67,7 @@ class HybridRetriever:
         if allowed is not None and not allowed.any():
             return []
         depth = max(self.settings.candidates, k)
-        query_vector = self.kb.embedder().encode([query])[0]
+        query_vector = self.kb.embedder().encode_query(query)
 
         dense_pos = dense_scores = sparse_pos = sparse_scores = None
         if mode in ("dense", "hybrid"):

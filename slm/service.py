@@ -90,6 +90,19 @@ def _load_base(settings: Settings) -> Any:
     return load_generator(settings.generation)
 
 
+def kb_embedder(settings: Settings, kb_path: Path) -> str:
+    """The embedder the KB at `kb_path` searches with: the configured one, or under `auto` the one its index
+    was built with (an English KB's default before its first ingest)."""
+    from slm.embedder_choice import AUTO, choose_embedder
+    from slm.index.manifest import Manifest
+    from slm.kb import INDEX_DIR
+
+    if settings.embedder.model != AUTO:
+        return settings.embedder.model
+    manifest = Path(kb_path) / INDEX_DIR / "manifest.json"
+    return Manifest.read(manifest).embedder if manifest.is_file() else choose_embedder(AUTO, ())
+
+
 def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
     """The threshold `slm calibrate` stored for this KB, if it was made with the same embedder."""
     from slm.abstention import load_calibration
@@ -97,8 +110,9 @@ def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
     calibration = load_calibration(kb_path)
     if calibration is None:
         return None
-    if calibration.embedder and calibration.embedder != settings.embedder.model:
-        log.warning("calibration.json was made with %s, not %s: using the settings threshold", calibration.embedder, settings.embedder.model)
+    configured = kb_embedder(settings, kb_path)
+    if calibration.embedder and calibration.embedder != configured:
+        log.warning("calibration.json was made with %s, not %s: using the settings threshold", calibration.embedder, configured)
         return None
     return calibration.threshold
 

@@ -17,7 +17,7 @@ import numpy as np
 from slm.errors import KnowledgeBaseError
 from slm.types import Chunk
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: documents.language, chunks.language
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS documents (
     metadata TEXT NOT NULL,
     chunk_count INTEGER NOT NULL,
     chars INTEGER NOT NULL,
-    ingested_at REAL NOT NULL
+    ingested_at REAL NOT NULL,
+    language TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id TEXT PRIMARY KEY,
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     title TEXT NOT NULL,
     source TEXT NOT NULL,
     audiences TEXT NOT NULL,
-    embed_key TEXT NOT NULL
+    embed_key TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
@@ -75,6 +77,7 @@ class DocumentInfo:
     chunk_count: int
     chars: int
     ingested_at: float
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class Store:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            _migrate(conn)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the same database (other modules keep their own tables here)."""
@@ -166,12 +170,20 @@ class Store:
     def documents(self) -> list[DocumentInfo]:
         rows = self._conn.execute(
             "SELECT id, title, source, content_hash, fingerprint, audiences, metadata, chunk_count, chars,"
-            " ingested_at FROM documents ORDER BY id"
+            " ingested_at, language FROM documents ORDER BY id"
         ).fetchall()
         return [
-            DocumentInfo(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8], r[9])
+            DocumentInfo(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
+
+    def document_languages(self) -> list[tuple[str, str]]:
+        """(document id, chunk language) for every language each document's chunks are in."""
+        return self._conn.execute("SELECT DISTINCT doc_id, language FROM chunks").fetchall()
+
+    def languages(self) -> dict[str, int]:
+        """How many chunks each language has (what picks the `auto` embedder and the query analyser)."""
+        return dict(self._conn.execute("SELECT language, COUNT(*) FROM chunks GROUP BY language").fetchall())
 
     def fingerprints(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT id, fingerprint FROM documents").fetchall())
@@ -182,7 +194,7 @@ class Store:
         return docs, chunks
 
     # --- chunks ---------------------------------------------------------------------------
-    _CHUNK_COLUMNS = 'id, doc_id, text, start, "end", section, anchor, page, title, source, audiences, embed_key'
+    _CHUNK_COLUMNS = 'id, doc_id, text, start, "end", section, anchor, page, title, source, audiences, embed_key, language'
 
     @staticmethod
     def _row_to_stored(row: Sequence) -> StoredChunk:
@@ -198,6 +210,7 @@ class Store:
             title=row[8],
             source=row[9],
             audiences=tuple(json.loads(row[10])),
+            language=row[12],
         )
         return StoredChunk(chunk, row[11])
 
@@ -283,14 +296,41 @@ def chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
         chunk.source,
         json.dumps(list(chunk.audiences)),
         embed_key,
+        chunk.language,
     )
 
 
 INSERT_CHUNK = (
     'INSERT INTO chunks(id, doc_id, ordinal, text, start, "end", section, anchor, page, title, source, audiences,'
-    " embed_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " embed_key, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_DOCUMENT = (
     "INSERT OR REPLACE INTO documents(id, title, source, content_hash, fingerprint, audiences, metadata,"
-    " chunk_count, chars, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " chunk_count, chars, ingested_at, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older slm up to SCHEMA_VERSION in place (inside the opening transaction).
+
+    1 → 2: the `language` columns, filled by detection from the stored text, so an existing KB keeps working
+    (its next ingest rebuilds the index with the per-language analysers)."""
+    from slm.text.language import detect_language
+
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None and int(row[0]) >= SCHEMA_VERSION:
+        return
+    for table in ("documents", "chunks"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "language" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN language TEXT NOT NULL DEFAULT ''")
+    rows = conn.execute("SELECT id, text FROM chunks WHERE language = ''").fetchall()
+    if rows:
+        conn.executemany(
+            "UPDATE chunks SET language = ? WHERE id = ?", ((detect_language(t, default="en"), i) for i, t in rows)
+        )
+        conn.execute(
+            "UPDATE documents SET language = COALESCE((SELECT c.language FROM chunks c WHERE c.doc_id = documents.id"
+            " GROUP BY c.language ORDER BY COUNT(*) DESC LIMIT 1), 'en') WHERE language = ''"
+        )
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -38,6 +38,7 @@ class Document:
     sections: tuple[Section, ...] = ()
     pages: tuple[PageSpan, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    language: str = ""  # en | zh | id | other (slm.text.language); "" when not known (records made before it)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Chunk:
     title: str = ""
     source: str = ""
     audiences: tuple[str, ...] = ()
+    language: str = ""  # its own text's language, else its document's; "" in KBs ingested before languages
 
     @property
     def location(self) -> str:

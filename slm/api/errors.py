@@ -65,15 +65,23 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", first_param
 
 
+def _localised(request: Request, message: str, code: str | None) -> str:
+    """The message in the caller's language (Accept-Language: zh-CN or id; slm.text.messages)."""
+    from slm.text.messages import localised_error, preferred_language
+
+    return localised_error(message, code, preferred_language(request.headers.get("accept-language")))
+
+
 def install_error_handlers(app) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return error_response(exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
+        return error_response(exc.status, _localised(request, exc.message, exc.code), code=exc.code, param=exc.param,
+                              headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         message, param = _validation_message(exc)
-        return error_response(422, message, code="invalid_request", param=param)
+        return error_response(422, _localised(request, message, "invalid_request"), code="invalid_request", param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -82,4 +90,4 @@ def install_error_handlers(app) -> None:
     @app.exception_handler(SlmError)
     async def _slm(request: Request, exc: SlmError):
         err = from_slm_error(exc)
-        return error_response(err.status, err.message, code=err.code, headers=err.headers)
+        return error_response(err.status, _localised(request, err.message, err.code), code=err.code, headers=err.headers)

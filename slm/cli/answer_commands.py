@@ -229,7 +229,7 @@ def calibrate(
             heldout_share=heldout,
             seed=seed,
             sources=sources,
-            embedder=settings.embedder.model,
+            embedder=knowledge_base.embedder_name,
             mode=settings.retrieval.mode,
             progress=True,
             recall=recall,

@@ -97,7 +97,7 @@ def status_command(
         typer.echo(f"chunks:         {st.chunks}")
         typer.echo(f"generation:     {st.generation if st.generation is not None else '(none)'}")
         typer.echo(f"embedder:       {st.embedder or '(none)'}" + (f" ({st.dimension}-dim)" if st.dimension else ""))
-        if st.embedder and st.embedder != settings.embedder.model:
+        if st.embedder and settings.embedder.model != "auto" and st.embedder != settings.embedder.model:
             typer.secho(
                 f"warning: embedder.model is '{settings.embedder.model}'; searches will fail until you re-ingest "
                 "with --rebuild or set it back", fg="yellow")

@@ -67,7 +67,7 @@ def kb_identity(kb: Any, settings: Settings, audiences: frozenset[str] | None) -
         "documents": len(docs),
         "chunks": sum(int(getattr(d, "chunk_count", 0) or 0) for d in docs),
         "fingerprint": digest.hexdigest()[:16],
-        "embedder": settings.embedder.model,
+        "embedder": getattr(kb, "embedder_name", None) or settings.embedder.model,
     }
 
 

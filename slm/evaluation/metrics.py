@@ -1,5 +1,8 @@
 """Per-question metric functions: answer overlap (token F1, ROUGE-L), retrieval ranks, citations, abstention.
 
+Answer overlap is word-level (SQuAD), except against a Chinese gold answer, where it is character-level (each
+Han character one token, Latin words inside it whole), as CJK QA benchmarks (CMRC, DuReader) score it.
+
 Every function here is pure and works on one question (or on counts), so each is checked by hand on
 tiny cases; aggregation and confidence intervals live in `stats`.
 """
@@ -11,7 +14,11 @@ import string
 from collections import Counter
 from typing import Iterable, Sequence
 
+from slm.text.language import detect_language
+from slm.text.words import tokens as text_tokens
 from slm.types import Chunk
+
+WORD, CHAR = "word", "char"  # the two overlap levels; `overlap_level` picks one per gold answer
 
 _ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
 _MARKER_RE = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
@@ -31,13 +38,24 @@ def strip_markers(text: str) -> str:
     return _MARKER_RE.sub(" ", text)
 
 
-def answer_tokens(text: str) -> list[str]:
+def overlap_level(gold: str) -> str:
+    """CHAR for a Chinese gold answer, else WORD."""
+    return CHAR if detect_language(gold) == "zh" else WORD
+
+
+def answer_tokens(text: str, level: str = WORD) -> list[str]:
+    """WORD: SQuAD-normalised words. CHAR: Han characters one by one and Latin words whole (punctuation of
+    either script dropped)."""
+    if level == CHAR:
+        return text_tokens(strip_markers(text))
     return normalize_answer(strip_markers(text)).split()
 
 
-def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD token F1; when either side has no tokens, 1.0 if both are empty else 0.0."""
-    pred, ref = answer_tokens(prediction), answer_tokens(gold)
+def token_f1(prediction: str, gold: str, level: str | None = None) -> float:
+    """SQuAD token F1 (characters for a Chinese gold: see `overlap_level`); when either side has no tokens,
+    1.0 if both are empty else 0.0."""
+    level = level or overlap_level(gold)
+    pred, ref = answer_tokens(prediction, level), answer_tokens(gold, level)
     if not pred or not ref:
         return float(pred == ref)
     common = Counter(pred) & Counter(ref)
@@ -61,9 +79,11 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return previous[-1]
 
 
-def rouge_l(prediction: str, gold: str) -> float:
-    """ROUGE-L F-measure (beta = 1) over normalised tokens; empty sides as in `token_f1`."""
-    pred, ref = answer_tokens(prediction), answer_tokens(gold)
+def rouge_l(prediction: str, gold: str, level: str | None = None) -> float:
+    """ROUGE-L F-measure (beta = 1) over normalised tokens (characters for a Chinese gold); empty sides as in
+    `token_f1`."""
+    level = level or overlap_level(gold)
+    pred, ref = answer_tokens(prediction, level), answer_tokens(gold, level)
     if not pred or not ref:
         return float(pred == ref)
     lcs = lcs_length(pred, ref)

@@ -96,6 +96,8 @@ def build_summary(run: EvalRun, scores: Sequence[VariantScore], diffs: Sequence[
             "answerable": sum(q.answerable for q in qs),
             "unanswerable": sum(not q.answerable for q in qs),
             "gold_hidden_from_audience": sum(q.gold_hidden for q in qs),
+            # which answer-overlap level scored how many gold answers (characters for Chinese ones)
+            "answer_overlap": overlap_levels(q.example.answer for q in qs if q.example.answer),
         },
         "audience": sorted(run.audiences) if run.audiences is not None else None,
         "settings": ctx.settings,
@@ -168,6 +170,7 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
          + (f"; first {summary['settings']['limit_per_file']} of each used" if summary["settings"].get("limit_per_file") else "")],
         ["knowledge base", f"{kb.get('path')} — {kb.get('documents')} documents, {kb.get('chunks')} chunks, embedder {kb.get('embedder')}"],
         ["audience", ", ".join(summary["audience"]) if summary["audience"] is not None else "all (trusted)"],
+        ["answer F1 / ROUGE-L", _overlap_note(qa.get("answer_overlap") or {})],
         ["generation", f"{(summary['settings'].get('generation') or {}).get('backend', 'transformers')} backend, "
                        f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"
                        + _abstention_gate_note(summary['settings'].get('generation') or {})],
@@ -377,6 +380,22 @@ def write_reports(out: Path, run: EvalRun, scores: Sequence[VariantScore], diffs
 
 
 __all__ = ["RunContext", "ReportFiles", "write_reports", "build_summary", "per_question_rows", "HEADLINE"]
+
+
+def overlap_levels(golds) -> dict[str, int]:
+    """How many gold answers each overlap level scores (metrics.overlap_level)."""
+    from collections import Counter
+
+    from slm.evaluation.metrics import overlap_level
+
+    return dict(Counter(overlap_level(g) for g in golds))
+
+
+def _overlap_note(levels: dict[str, int]) -> str:
+    if not levels:
+        return "no gold answers"
+    names = {"word": "word-level (SQuAD)", "char": "character-level (Chinese gold answers)"}
+    return "; ".join(f"{names.get(k, k)} for {n}" for k, n in sorted(levels.items(), reverse=True))
 
 
 def _abstention_gate_note(generation: dict) -> str:

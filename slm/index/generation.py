@@ -87,6 +87,7 @@ def build_generation(
     vectors: np.ndarray,
     index_texts: Sequence[str],
     embedder: str,
+    languages: Sequence[str] | None = None,
 ) -> Path:
     """Write every file of generation `number` into a temp folder, fsync, then rename it into place."""
     index_dir = Path(index_dir)
@@ -95,7 +96,7 @@ def build_generation(
     tmp.mkdir()
     try:
         DenseIndex.build(vectors).save(tmp)
-        SparseIndex.build(list(index_texts)).save(tmp)
+        SparseIndex.build(list(index_texts), languages).save(tmp)
         groups: dict[tuple[str, ...], int] = {}
         row_groups = [groups.setdefault(tuple(a), len(groups)) for a in audiences]
         rows = {"chunk_ids": list(chunk_ids), "row_groups": row_groups, "groups": [list(g) for g in groups]}

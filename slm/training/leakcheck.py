@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from slm.errors import EvalLeakError, TrainingError
+from slm.text import words
 from slm.types import QAExample
 
-_WORD_RE = re.compile(r"[a-z0-9_]+")
 # Words that carry no meaning for "is this the same question" (kept short on purpose).
 _FILLER = frozenset(
     "a an the is are was were be do does did i me my you your we our it its of to in on at for with and or "
@@ -20,10 +18,7 @@ _FILLER = frozenset(
 )
 
 
-def normalise(text: str) -> str:
-    """Lowercase, strip accents and punctuation, collapse spaces: 'How do I X?' == 'how do i x'."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    return " ".join(_WORD_RE.findall(text))
+normalise = words.normalise  # 'How do I X?' == 'how do i x'; Chinese keeps its characters
 
 
 def _tokens(text: str) -> frozenset[str]:

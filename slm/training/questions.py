@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from slm.globs import document_matches
-from slm.training.leakcheck import normalise
+from slm.text.words import normalise, stop_words, terms
 from slm.training.rule_questions import choose, rule_questions
 from slm.types import Chunk, QAExample
 
-_STOP = frozenset(
+_STOP = stop_words("en") | frozenset(
     """a an the and or but if then else of to in on at by for with from as is are was were be been being it its
     this that these those there here what which who whom whose when where why how do does did done can could
     would should will shall may might must not no yes you your we our they their i me my he she him her them
@@ -27,7 +27,6 @@ _STOP = frozenset(
     before during out up down off again further once very too own same few nor s t don use used using see
     following example examples section chapter page note""".split()
 )
-_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.()]*[A-Za-z0-9_)]|[A-Za-z]")
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n\s*\n|\n(?=\s*[-*•]\s)")
 _HEADING_NUMBER = re.compile(r"^\s*(?:[0-9]+(?:\.[0-9]+)*\.?|[IVX]+\.)\s+")
 _META = re.compile(r"\b(?:the|this|that|given|above|following)\s+(?:passage|text|paragraph|excerpt|document|section)\b", re.I)
@@ -74,7 +73,7 @@ class GenerationStats:
 
 # ------------------------------------------------------------------ text helpers
 def content_words(text: str) -> list[str]:
-    return [w.lower().rstrip(".") for w in _WORD_RE.findall(text) if w.lower().rstrip(".") not in _STOP and len(w) > 1]
+    return [w.lower().rstrip(".") for w in terms(text) if w.lower().rstrip(".") not in _STOP and len(w) > 1]
 
 
 def sentences(text: str) -> list[str]:
@@ -228,7 +227,7 @@ def salient_terms(chunk: Chunk, doc_freq: Counter, n_docs: int, k: int = 2) -> l
     """The chunk's most distinctive words (tf-idf over the sampled chunks), in their original spelling."""
     counts = Counter()
     spelling: dict[str, str] = {}
-    for word in _WORD_RE.findall(chunk.text):
+    for word in terms(chunk.text):
         key = word.lower().rstrip(".")
         if key in _STOP or len(key) < 4:
             continue
@@ -323,7 +322,7 @@ def generate_examples(
     stats = GenerationStats(chunks=len(chunks))
     doc_freq: Counter = Counter()
     for chunk in chunks:
-        doc_freq.update(set(w.lower().rstrip(".") for w in _WORD_RE.findall(chunk.text)))
+        doc_freq.update(set(w.lower().rstrip(".") for w in terms(chunk.text)))
     seen_q: set[str] = set()
     seen_a: set[str] = set()
     rng = random.Random(0)

@@ -14,7 +14,7 @@ def _chunk(i: int, doc: str = "a.md") -> Chunk:
 
 def _add_doc(store: Store, doc: str, n: int) -> None:
     with store.transaction() as conn:
-        conn.execute(INSERT_DOCUMENT, (doc, "A", doc, "h", "fp", '["hr"]', "{}", n, 100, 0.0))
+        conn.execute(INSERT_DOCUMENT, (doc, "A", doc, "h", "fp", '["hr"]', "{}", n, 100, 0.0, "en"))
         conn.executemany(INSERT_CHUNK, [chunk_row(_chunk(i, doc), i, f"k{doc}{i}") for i in range(n)])
 
 
@@ -32,7 +32,7 @@ def test_failed_transaction_leaves_nothing(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     with pytest.raises(RuntimeError):
         with store.transaction() as conn:
-            conn.execute(INSERT_DOCUMENT, ("b.md", "B", "b.md", "h", "fp", "[]", "{}", 0, 0, 0.0))
+            conn.execute(INSERT_DOCUMENT, ("b.md", "B", "b.md", "h", "fp", "[]", "{}", 0, 0, 0.0, "en"))
             raise RuntimeError("boom")
     assert store.counts() == (0, 0)
 
@@ -92,3 +92,40 @@ def test_threads_share_the_store(tmp_path):
         t.join()
     assert not errors and results == [5] * 200
     store.close()
+
+
+def test_a_version_1_store_gains_languages_in_place(tmp_path):
+    """A KB written before languages (schema 1, no language columns) opens, and its chunks get detected ones."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE documents (id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL,
+            content_hash TEXT NOT NULL, fingerprint TEXT NOT NULL, audiences TEXT NOT NULL, metadata TEXT NOT NULL,
+            chunk_count INTEGER NOT NULL, chars INTEGER NOT NULL, ingested_at REAL NOT NULL);
+        CREATE TABLE chunks (id TEXT PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+            section TEXT NOT NULL, anchor TEXT, page INTEGER, title TEXT NOT NULL, source TEXT NOT NULL,
+            audiences TEXT NOT NULL, embed_key TEXT NOT NULL);
+        INSERT INTO documents VALUES ('zh.html', 'Z', 'zh.html', 'h', 'fp', '[]', '{}', 1, 20, 0.0);
+        INSERT INTO documents VALUES ('en.html', 'E', 'en.html', 'h', 'fp', '[]', '{}', 1, 20, 0.0);
+        INSERT INTO chunks VALUES ('zh.html::0000', 'zh.html', 0, '本文档提供了关于 Debian 的常见问题。', 0, 20,
+            '[]', NULL, NULL, 'Z', 'zh.html', '[]', 'k1');
+        INSERT INTO chunks VALUES ('en.html::0000', 'en.html', 0, 'This is the text of the page.', 0, 20,
+            '[]', NULL, NULL, 'E', 'en.html', '[]', 'k2');
+        """
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.get_meta("schema_version") == "2"
+    assert {c.id: c.language for c in (s.chunk for s in store.iter_stored_chunks())} == {
+        "en.html::0000": "en", "zh.html::0000": "zh"}
+    assert {d.id: d.language for d in store.documents()} == {"en.html": "en", "zh.html": "zh"}
+    assert store.languages() == {"en": 1, "zh": 1}
+    store.close()
+    assert Store(path).languages() == {"en": 1, "zh": 1}  # opening again changes nothing

@@ -1,0 +1,1 @@
+"""Text rules in one place: which language a text is in, and how it splits into words per language."""
