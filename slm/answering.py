@@ -16,9 +16,9 @@ from slm.citations import (
     MarkerFilter, MarkerVerifier, attribute, best_snippet, nearest_sources, parse_citations, strip_markers,
 )
 from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
-from slm.errors import SlmError
+from slm.errors import RequestTooLarge, SlmError
 from slm.generation import Generator
-from slm.prompting import ABSTAIN_TEXT, Turn, build_messages, rewrite_prompt
+from slm.prompting import ABSTAIN_TEXT, REWRITE_TURNS, Turn, build_messages, rewrite_prompt
 from slm.text.messages import answer_language, message
 from slm.text.words import content_words
 from slm.types import Answer, Hit, Timings
@@ -36,11 +36,51 @@ class Retriever(Protocol):
     ) -> list[Hit]: ...
 
 
-def _check_question(question: str) -> str:
+def check_question(question: str, max_chars: int) -> str:
+    """The stripped question; RequestTooLarge over `max_chars` (answering.max_question_chars), checked by
+    length alone so an oversized question costs nothing before it is refused."""
+    if len(question) > max_chars and len(question.strip()) > max_chars:
+        raise RequestTooLarge(
+            f"the question is {len(question.strip())} characters; the limit is {max_chars} "
+            "(answering.max_question_chars): ask a shorter question", code="question_too_long")
     question = question.strip()
     if not question:
         raise SlmError("the question is empty")
     return question
+
+
+def with_context(last_user: str, question: str, max_chars: int) -> str:
+    """The previous question joined to a follow-up, for retrieval; the follow-up alone when that is too long."""
+    joined = f"{last_user} {question}".strip()
+    return joined if len(joined) <= max_chars else question
+
+
+def prompt_tokens(generator: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens the generator is fed for these messages: exact where it tokenises locally; for a remote
+    server an over-estimate (3 characters a token, plus a few per message for the chat markers)."""
+    exact = getattr(generator, "prompt_tokens", None)
+    if exact is not None:
+        return int(exact(messages))
+    return sum(len(m["content"]) // 3 + 8 for m in messages)
+
+
+def fit_history(
+    make: Callable[[list[Turn]], list[dict[str, str]]], turns: Sequence[Turn], budget: int, generator: Any
+) -> list[dict[str, str]] | None:
+    """`make(turns)` with the oldest turns dropped until its prompt is at most `budget` tokens; None when it is
+    over even with no history. While the turns hold over 8 characters a budget token, they are dropped untokenised."""
+    kept = list(turns)
+    # Conversation text averages ~4 characters a token; over 8 a token, drop turns before tokenising them
+    # (tokenising is part of the cost being bounded).
+    while kept and sum(len(t.content) for t in kept) > 8 * budget:
+        kept.pop(0)
+    while True:
+        messages = make(kept)
+        if prompt_tokens(generator, messages) <= budget:
+            return messages
+        if not kept:
+            return None
+        kept.pop(0)
 
 
 class _Base:
@@ -63,6 +103,10 @@ class _Base:
         self.retrieval = retrieval
         # A calibrated threshold (slm calibrate) wins over the settings default.
         self.min_evidence = answering.min_evidence if min_evidence is None else min_evidence
+
+    def check_question(self, question: str) -> str:
+        """The stripped question, or RequestTooLarge (answering.max_question_chars) / SlmError (empty)."""
+        return check_question(question, self.answering.max_question_chars)
 
     def retrieve(
         self, query: str, *, audiences: frozenset[str] | None, k: int | None, rerank: bool | None
@@ -165,20 +209,54 @@ class Answerer(_Base):
 
     def standalone_question(self, question: str, history: Sequence[Turn], *, generator: Generator | None = None) -> str:
         """Rewrite a follow-up ("and for lists?") into a question retrieval can use on its own."""
-        question = _check_question(question)
+        question = self.check_question(question)
         if not history:
             return question
         last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-        fallback = f"{last_user} {question}".strip()
+        fallback = with_context(last_user, question, self.answering.max_question_chars)
         settings = replace(self.generation, max_new_tokens=48, temperature=0.0, abstain_min_prob=0.0)
+        generator = generator or self.generator
+        prompt = fit_history(lambda turns: rewrite_prompt(question, turns), list(history)[-REWRITE_TURNS:],
+                             self.answering.max_rewrite_tokens, generator)
+        if prompt is None:  # the question alone fills the rewrite's budget: it stands as it is
+            return question
         try:
-            rewritten = (generator or self.generator).generate(rewrite_prompt(question, list(history)), settings)
+            rewritten = generator.generate(prompt, settings)
         except SlmError:
             return fallback
         rewritten = " ".join(rewritten.strip().strip('"').split())
         context_words = content_words(question + " " + " ".join(t.content for t in history))
         plausible = 3 <= len(rewritten) <= 300 and not is_abstention(rewritten) and content_words(rewritten) & context_words
         return rewritten if plausible else fallback
+
+    # ------------------------------------------------------------ the request budget
+
+    def check_prompt_room(self, question: str, generator: Generator) -> None:
+        """RequestTooLarge when the question with the fixed prompt alone is over answering.max_prompt_tokens:
+        refused before the rewrite and retrieval spend anything on it."""
+        budget = self.answering.max_prompt_tokens
+        n = prompt_tokens(generator, build_messages(question, [], (), self.answering.max_passage_chars,
+                                                    demo=self.use_demo(generator),
+                                                    answer_language=self.answer_language_for(question)))
+        if n > budget:
+            raise RequestTooLarge(f"the question makes a prompt of {n} tokens; the limit is {budget} "
+                                  "(answering.max_prompt_tokens): ask a shorter question")
+
+    def prompt_for(self, query: str, passages: Sequence[Hit], history: Sequence[Turn], generator: Generator,
+                   answer_language: str = "auto") -> list[dict[str, str]]:
+        """The answer prompt within answering.max_prompt_tokens: the oldest history turns are dropped to fit;
+        RequestTooLarge when the question and its passages do not fit even without history."""
+        chunks = [h.chunk for h in passages]
+        demo = self.use_demo(generator)
+        budget = self.answering.max_prompt_tokens
+        messages = fit_history(
+            lambda turns: build_messages(query, chunks, turns, self.answering.max_passage_chars, demo=demo,
+                                         answer_language=answer_language),
+            self.history_for_prompt(history), budget, generator)
+        if messages is None:
+            raise RequestTooLarge(f"the question and its {len(chunks)} passages make a prompt over {budget} tokens "
+                                  "(answering.max_prompt_tokens): ask a shorter question")
+        return messages
 
     # ------------------------------------------------------------ answering
 
@@ -198,8 +276,9 @@ class Answerer(_Base):
         """
         t0 = time.perf_counter()
         generation = self.generation if max_new_tokens is None else replace(self.generation, max_new_tokens=max_new_tokens)
-        question = _check_question(question)
+        question = self.check_question(question)
         generator = self.generator_for(audiences)
+        self.check_prompt_room(question, generator)
         query = self.standalone_question(question, history, generator=generator)
         passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
         retrieval_s = time.perf_counter() - t0
@@ -207,14 +286,7 @@ class Answerer(_Base):
             yield self.abstain_text(question)
             yield self.abstain(question, passages, Timings(retrieval_s=retrieval_s, total_s=time.perf_counter() - t0))
             return
-        messages = build_messages(
-            query,
-            [h.chunk for h in passages],
-            self.history_for_prompt(history),
-            self.answering.max_passage_chars,
-            demo=self.use_demo(generator),
-            answer_language=self.answer_language_for(question),
-        )
+        messages = self.prompt_for(query, passages, history, generator, self.answer_language_for(question))
         markers = MarkerFilter(len(passages))
         verifier = MarkerVerifier(passages, query) if self.answering.verify_citations else None
         parts: list[str] = []
@@ -269,8 +341,11 @@ class Answerer(_Base):
     def stream_closed_book(self, question: str) -> Iterator[str | Answer]:
         """The model alone, no passages: what it knows without the knowledge base (a baseline)."""
         t0 = time.perf_counter()
-        question = _check_question(question)
+        question = self.check_question(question)
         messages = [{"role": "system", "content": CLOSED_BOOK_SYSTEM}, {"role": "user", "content": question}]
+        if prompt_tokens(self.generator, messages) > self.answering.max_prompt_tokens:
+            raise RequestTooLarge(f"the question is over {self.answering.max_prompt_tokens} tokens "
+                                  "(answering.max_prompt_tokens): ask a shorter question")
         parts: list[str] = []
         first_token_s = None
         for delta in self.generator.stream(messages, self.generation):
@@ -321,9 +396,9 @@ class ExtractiveAnswerer(_Base):
         rerank: bool | None = None,
     ) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
-        question = _check_question(question)
+        question = self.check_question(question)
         last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-        query = f"{last_user} {question}".strip() if history else question
+        query = with_context(last_user, question, self.answering.max_question_chars) if history else question
         passages = self.retrieve(query, audiences=audiences, k=k, rerank=rerank)
         retrieval_s = time.perf_counter() - t0
         if self.weak_evidence(passages):
@@ -347,4 +422,4 @@ class ExtractiveAnswerer(_Base):
 
     def answer_closed_book(self, question: str) -> Answer:
         """Without retrieval an extractive answerer has nothing to quote: it abstains."""
-        return Answer(question=_check_question(question), text=ABSTAIN_TEXT, abstained=True, model=self.model_name)
+        return Answer(question=self.check_question(question), text=ABSTAIN_TEXT, abstained=True, model=self.model_name)

@@ -122,6 +122,22 @@ class AnsweringSettings:
     verify_citations: bool = True
     # Show the model a worked example first: auto = only for a base model without adapter; always; never.
     demo: str = "auto"
+    # The request budget, one for every entry point (UI, API, CLI, LangChain): the Answerer enforces it, so the
+    # cost of one request is bounded by max_prompt_tokens of prefill + max_rewrite_tokens of prefill for the
+    # follow-up rewrite + the generated tokens (docs/api.md "Request budget"). Unbounded, a 400,000-character
+    # question drove the UI to 13 GB and 24 CPU-minutes, and 15 history turns of 3,900 characters held the
+    # only generation slot for 104 s (issue 14).
+    # Rejected by length before anything is tokenised (tokenising 400k characters is itself costly); 2,000
+    # characters is ~500 tokens, several times the longest question in our evaluation sets.
+    max_question_chars: int = 2000
+    # Everything the model is fed: system prompt + worked example + history + passages + question. Oldest
+    # history turns are dropped until it fits; a question that does not fit with its passages is rejected.
+    # The default prompt (3 passages of 600 characters, the worked example, a 2,000-character question) is
+    # ~1,300 SmolLM2 tokens, so 2,048 leaves room for recent history.
+    max_prompt_tokens: int = 2048
+    # The follow-up rewrite's prompt (its own generation before retrieval): oldest turns dropped to fit; when
+    # even the question does not fit, the question is used as it stands.
+    max_rewrite_tokens: int = 512
 
 
 @dataclass
@@ -180,6 +196,15 @@ class ServeSettings:
     workers: int = 1
     cors_origins: list[str] = field(default_factory=list)
     log_questions: bool = False
+    # Read deadlines, so slow clients cannot hold connections (20 slow connections stayed open past 60 s
+    # before, issue 14). Request headers are a few hundred bytes: a second on any real link. The largest body
+    # allowed (max_body_bytes, 64 KB) takes ~5 s at 100 kbit/s.
+    header_timeout_s: float = 10.0  # from the connection opening (or the last response) to complete headers
+    body_timeout_s: float = 15.0  # from the headers to the body's last byte; 408 after
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this (uvicorn's default)
+    # Open connections (and running tasks) beyond this get 503 from uvicorn at once: 1 worker + 8 queue places
+    # are busy long before 64 clients are.
+    max_connections: int = 64
 
 
 @dataclass

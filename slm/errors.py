@@ -53,3 +53,14 @@ class ApiKeyError(SlmError):
 
 class ExportError(SlmError):
     """A model could not be exported (an architecture or tokenizer the GGUF writer does not know, a bad quant)."""
+
+
+class RequestTooLarge(SlmError):
+    """A question, or the prompt it makes, is over the request budget (answering.max_question_chars,
+    answering.max_prompt_tokens). The API answers 422; the CLI exits with 3."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, code: str = "prompt_too_long"):
+        super().__init__(message)
+        self.code = code  # question_too_long | prompt_too_long: the API's error code

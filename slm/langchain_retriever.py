@@ -8,6 +8,7 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LcDocument
 from langchain_core.retrievers import BaseRetriever
 
+from slm.config import AnsweringSettings
 from slm.types import Hit
 
 
@@ -39,14 +40,20 @@ def hit_to_document(hit: Hit) -> LcDocument:
 
 
 class SlmRetriever(BaseRetriever):
-    """Wraps a `HybridRetriever` (from `KnowledgeBase.retriever()`); `audiences` restricts what it sees."""
+    """Wraps a `HybridRetriever` (from `KnowledgeBase.retriever()`); `audiences` restricts what it sees.
+    A query over `max_query_chars` (answering.max_question_chars, the budget every entry point shares) is
+    refused with RequestTooLarge before it is embedded or tokenised."""
 
     retriever: Any
     k: int = 5
     audiences: Optional[frozenset[str]] = None
     mode: Optional[str] = None
     rerank: Optional[bool] = None
+    max_query_chars: int = AnsweringSettings().max_question_chars
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LcDocument]:
+        from slm.answering import check_question
+
+        query = check_question(query, self.max_query_chars)
         hits = self.retriever.retrieve(query, self.k, audiences=self.audiences, mode=self.mode, rerank=self.rerank)
         return [hit_to_document(h) for h in hits]

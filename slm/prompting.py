@@ -153,9 +153,12 @@ def render_chat_template(template: str | None, messages: list[dict[str, str]], *
     return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special_tokens)
 
 
+REWRITE_TURNS = 4  # the follow-up rewrite sees the last two exchanges
+
+
 def rewrite_prompt(question: str, history: Sequence[Turn]) -> list[dict[str, str]]:
     """Messages asking a model to turn a follow-up question into a standalone one."""
-    convo = "\n".join(f"{t.role}: {t.content}" for t in history[-4:])
+    convo = "\n".join(f"{t.role}: {t.content}" for t in history[-REWRITE_TURNS:])
     return [
         {
             "role": "system",

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from slm.api.deps import ApiContext
+from slm.api.deps import ApiContext, KeyBeforeBody
 from slm.api.errors import install_error_handlers
 from slm.api.limits import BodySizeLimit, GenerationQueue
 from slm.api.metrics import AccessLogAndMetrics, Metrics
@@ -33,9 +33,10 @@ when the model answered without naming a real passage. When streaming
 retrieval and citations only use documents those labels may see. `GET /v1/models` lists the
 models the key may use: `slm` (the served default), `slm-base`, and `slm:vN` adapter versions.
 
-**Limits.** 401 bad key, 403 model not allowed for the key, 404 unknown model, 413 body too
-large, 422 invalid request or over a limit, 429 rate limit (`Retry-After`), 503 not ready or
-busy (`Retry-After`). Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+**Limits.** 401 bad key (checked before the body is read), 403 model not allowed for the key,
+404 unknown model, 408 body too slow, 413 body too large, 422 invalid request or over a limit
+(including the request budget: `question_too_long`, `prompt_too_long`), 429 rate limit
+(`Retry-After`), 503 not ready or busy (`Retry-After`). Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 """
 
 
@@ -67,18 +68,22 @@ def create_app(settings: Settings, *, answerer_factory: AnswererFactory | None =
 
     from slm.api import routes_native, routes_openai, routes_ops
 
-    app.include_router(routes_openai.router)
-    app.include_router(routes_native.router)
-    app.include_router(routes_ops.router)
+    routers = (routes_openai.router, routes_native.router, routes_ops.router)
+    for router in routers:
+        app.include_router(router)
+    paths = {r.path for r in app.routes if isinstance(getattr(r, "path", None), str)}
+    paths |= {r.path for router in routers for r in router.routes}
 
-    # Added innermost first: CORS (only when configured) < body-size limit < access log and metrics.
+    # Added innermost first: body size and read time < the key, checked before the body is read < CORS (only
+    # when configured, so its headers are on those early refusals too) < access log and metrics.
+    app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes, timeout_s=serve.body_timeout_s)
+    app.add_middleware(KeyBeforeBody, keys=ctx.keys)
     if serve.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(serve.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"])
-    app.add_middleware(BodySizeLimit, max_bytes=serve.max_body_bytes)
-    app.add_middleware(AccessLogAndMetrics, metrics=ctx.metrics)
+    app.add_middleware(AccessLogAndMetrics, metrics=ctx.metrics, paths=frozenset(paths))
     return app
 
 

@@ -1,13 +1,16 @@
-"""What every route shares: the app's context, key authentication (401) and the per-key rate limit (429)."""
+"""What every route shares: the app's context, key authentication (401) and the per-key rate limit (429);
+`KeyBeforeBody` authenticates from the headers before any body is read."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from fastapi import Request
 
-from slm.api.errors import ApiError
+from slm.api.errors import ApiError, send_error
 from slm.api.limits import GenerationQueue
 from slm.api.metrics import Metrics
 from slm.api.runtime import ModelHost
@@ -32,27 +35,52 @@ def context(request: Request) -> ApiContext:
     return request.app.state.ctx
 
 
-def _presented_secret(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+def _presented_secret(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
+
+
+def authenticate(keys: KeyStore, headers: Mapping[str, str]) -> ApiKey:
+    """The active key the headers present; 401 when missing or unknown/revoked."""
+    secret = _presented_secret(headers)
+    if secret is None:
+        raise ApiError(401, "missing API key: send `Authorization: Bearer <key>` (create one with `slm keys create`)",
+                       code="missing_api_key", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    key = keys.verify(secret)  # reads the table each time: CLI revocations apply at once
+    if key is None:
+        raise ApiError(401, "invalid or revoked API key", code="invalid_api_key",
+                       headers={"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'})
+    return key
+
+
+class KeyBeforeBody:
+    """ASGI middleware: a request with a body (every POST route needs a key) gets its 401 from the headers
+    alone, before one byte of the body is read, so an anonymous client cannot hold the server reading."""
+
+    def __init__(self, app: Any, keys: KeyStore):
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            from starlette.datastructures import Headers
+
+            try:
+                await asyncio.to_thread(authenticate, self.keys, Headers(scope=scope))
+            except ApiError as exc:
+                return await send_error(send, exc.status, exc.message, code=exc.code, headers=exc.headers)
+        await self.app(scope, receive, send)
 
 
 def require_key(request: Request) -> ApiKey:
     """The caller's active key; 401 when missing or unknown/revoked, 429 when over its rate limit."""
     ctx = context(request)
-    secret = _presented_secret(request)
-    if secret is None:
-        raise ApiError(401, "missing API key: send `Authorization: Bearer <key>` (create one with `slm keys create`)",
-                       code="missing_api_key", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
-    key = ctx.keys.verify(secret)  # reads the table each time: CLI revocations apply at once
-    if key is None:
-        raise ApiError(401, "invalid or revoked API key", code="invalid_api_key",
-                       headers={"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'})
+    key = authenticate(ctx.keys, request.headers)
     request.state.key_id = key.id
     wait = ctx.limiter.acquire(key.id)
     if wait > 0:

@@ -7,13 +7,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from slm.errors import AccessDenied, KnowledgeBaseError, ModelLoadError, RegistryError, SlmError
+from slm.errors import AccessDenied, KnowledgeBaseError, ModelLoadError, RegistryError, RequestTooLarge, SlmError
 
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
@@ -44,9 +45,26 @@ def error_response(status: int, message: str, *, code: str | None = None, param:
     return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
 
 
+async def send_error(send, status: int, message: str, *, code: str | None = None,
+                     headers: dict[str, str] | None = None) -> None:
+    """An error response written straight to ASGI `send` (for middleware, before any route runs); it closes
+    the connection, since the rest of the request is not read."""
+    import json
+
+    body = json.dumps(error_body(status, message, code)).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+           (b"connection", b"close")]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
 def from_slm_error(exc: SlmError) -> ApiError:
     if isinstance(exc, AccessDenied):
         return ApiError(403, str(exc), code="access_denied")
+    if isinstance(exc, RequestTooLarge):
+        # 422 like the other "over a limit" refusals; 413 stays "the body is too many bytes".
+        return ApiError(422, str(exc), code=exc.code)
     if isinstance(exc, RegistryError):
         return ApiError(404, str(exc), code="model_not_found")
     if isinstance(exc, (KnowledgeBaseError, ModelLoadError)):

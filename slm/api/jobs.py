@@ -13,15 +13,16 @@ from fastapi import Request
 from slm.api.deps import ApiContext, require_ready
 from slm.api.errors import ApiError
 from slm.api.limits import Slot, check_max_tokens, check_messages
+from slm.api.metrics import CLIENT_CLOSED
 from slm.api.runtime import ServedModel
 from slm.api.schemas import ChatMessage
+from slm.answering import check_question
 from slm.api.streaming import GenerationStream, call_supported
 from slm.audit import Caller, audit_log_for, audited
 from slm.keys import ApiKey
 from slm.prompting import Turn
 from slm.types import Answer
 
-CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads the reply
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def split_conversation(messages: Sequence[ChatMessage], field: str = "messages")
 def prepare(ctx: ApiContext, request: Request, key: ApiKey, *, question: str, history: tuple[Turn, ...],
             requested_model: str | None, max_tokens: int | None, texts: Sequence[str], field: str) -> Job:
     serve = ctx.settings.serve
+    check_question(question, ctx.settings.answering.max_question_chars)  # the answerer's own rule, before a slot
     check_messages(texts, serve, field)
     check_max_tokens(max_tokens, serve)
     require_ready(ctx)

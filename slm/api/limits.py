@@ -1,4 +1,5 @@
-"""Request limits: body size (413), message counts and lengths (422), and the bounded generation queue (503)."""
+"""Request limits: body size (413) and read time (408), message counts and lengths (422), and the bounded
+generation queue (503)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
-from slm.api.errors import ApiError, error_body
+from slm.api.errors import ApiError, send_error
 from slm.config import ServeSettings
 
 QUEUE_FULL_RETRY_S = 2
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 when Content-Length or the bytes actually streamed exceed `max_bytes`.
+    """ASGI middleware: 413 when Content-Length or the bytes actually streamed exceed `max_bytes`, 408 when
+    the whole body has not arrived within `timeout_s` (a slow client must not hold a connection open).
 
     The body is read (up to the limit) before the app runs and replayed to it; later `receive`
     calls go to the client, so a disconnect during a streamed response is still seen.
     """
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 10.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -32,8 +35,14 @@ class BodySizeLimit:
         if declared is not None and declared > self.max_bytes:
             return await self._reject(send, declared)
         chunks, size = [], 0
+        deadline = time.monotonic() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return await send_error(
+                    send, 408, f"the request body did not arrive within {self.timeout_s:g} s (serve.body_timeout_s)",
+                    code="body_timeout")
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
@@ -55,15 +64,8 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send, size: int) -> None:
-        import json
-
-        body = json.dumps(error_body(
-            413, f"request body too large: {size} bytes, the limit is {self.max_bytes} (serve.max_body_bytes)",
-            code="body_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, f"request body too large: {size} bytes, the limit is {self.max_bytes} "
+                         "(serve.max_body_bytes)", code="body_too_large")
 
 
 def _content_length(scope) -> int | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 access_log = logging.getLogger("slm.api.access")
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads the reply
 _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 
 
@@ -45,9 +46,12 @@ class Metrics:
 class AccessLogAndMetrics:
     """ASGI middleware: request id, one JSON access-log line and the request metrics per HTTP request."""
 
-    def __init__(self, app: Any, metrics: Metrics):
+    def __init__(self, app: Any, metrics: Metrics, paths: frozenset[str] = frozenset()):
         self.app = app
         self.metrics = metrics
+        # The app's route paths (all fixed): a request refused before routing (401, 408, 413) is still counted
+        # under its route; any other path is "unmatched", so label values stay few.
+        self.paths = paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -56,26 +60,37 @@ class AccessLogAndMetrics:
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        status = 500
+        status = 500  # nothing was answered: the app failed, unless the client left first (499 below)
+        left = False
+
+        async def receive_wrapper():
+            nonlocal left
+            message = await receive()
+            left = left or message["type"] == "http.disconnect"
+            return message
+
+        started = False
 
         async def send_wrapper(message):
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
             self.metrics.errors.labels(kind=type(exc).__name__).inc()
             raise
         finally:
+            if left and not started:
+                status = CLIENT_CLOSED  # gone before any reply (e.g. mid-body): not a server error
             elapsed = time.perf_counter() - start
             route = scope.get("route")
-            # The route template keeps label values few; app-level routes (docs) have fixed paths.
-            route_path = getattr(route, "path", None) or _fixed_path(scope.get("path", ""))
+            path = scope.get("path", "")
+            route_path = getattr(route, "path", None) or (path if path in self.paths else "unmatched")
             self.metrics.requests.labels(route=route_path, method=scope["method"], status=str(status)).inc()
             self.metrics.latency.labels(route=route_path).observe(elapsed)
             if status >= 400:
@@ -95,10 +110,6 @@ class AccessLogAndMetrics:
                 if name in state:
                     record[name] = state[name]
             access_log.info(json.dumps(record, ensure_ascii=False))
-
-
-def _fixed_path(path: str) -> str:
-    return path if path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect") else "unmatched"
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slm.types import Answer, Citation
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class _Request(BaseModel):
     # Unknown fields are ignored (clients send many OpenAI options); wrong types are rejected.
     model_config = ConfigDict(extra="ignore", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text can hold: every later
+        # encode (tokeniser, logs, audit, reply) would fail, so it is a 422 here, for every text field.
+        if isinstance(value, str) and _SURROGATE_RE.search(value):
+            raise ValueError("text holds a lone UTF-16 surrogate (like \\ud800), which is not valid Unicode")
+        return value
 
 
 class TextPart(_Request):

@@ -151,6 +151,7 @@ def chat(
     extractive: bool = typer.Option(False, "--extractive", help="No model: quote the best passage."),
 ) -> None:
     """Talk with the knowledge base; follow-up questions are understood in context. /reset forgets, /quit leaves."""
+    from slm.errors import RequestTooLarge
     from slm.prompting import Turn
 
     answerer = _build(kb, config, adapter, extractive, None, live=True)
@@ -172,8 +173,12 @@ def chat(
             typer.secho("(conversation forgotten)", dim=True)
             continue
         sys.stdout.write("slm> ")
-        final = _emit(_audited(answerer.stream(question, history=history, audiences=audiences), kb, config, audiences),
-                      stream=True)
+        try:
+            final = _emit(_audited(answerer.stream(question, history=history, audiences=audiences), kb, config,
+                                   audiences), stream=True)
+        except RequestTooLarge as exc:  # one refused question must not end the conversation
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            continue
         print_sources(final)
         history += [Turn("user", question), Turn("assistant", final.text)]
 

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
 
         from slm.api.app import create_app
         from slm.api.metrics import configure_json_logging
+        from slm.api.server import uvicorn_config
         from slm.keys import KeyStore
 
         settings = settings_from(kb, config)
@@ -39,8 +40,7 @@ def register(app: typer.Typer) -> None:
         if not KeyStore.for_kb(settings.kb).list(include_revoked=False):
             typer.secho("warning: no active API keys; every request will get 401. Create one with "
                         "`slm keys create --name NAME --audience LABELS`", fg="yellow", err=True)
-        uvicorn.run(create_app(settings), host=settings.serve.host, port=settings.serve.port,
-                    access_log=False, log_config=None, log_level=log_level, timeout_graceful_shutdown=5)
+        uvicorn.Server(uvicorn_config(create_app(settings), settings.serve, log_level=log_level)).run()
 
     keys_app = typer.Typer(help="API keys for `slm serve`, each bound to audience labels.", no_args_is_help=True)
     app.add_typer(keys_app, name="keys")
