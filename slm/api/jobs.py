@@ -50,8 +50,8 @@ def split_conversation(messages: Sequence[ChatMessage], field: str = "messages")
 def prepare(ctx: ApiContext, request: Request, key: ApiKey, *, question: str, history: tuple[Turn, ...],
             requested_model: str | None, max_tokens: int | None, texts: Sequence[str], field: str) -> Job:
     serve = ctx.settings.serve
-    check_question(question, ctx.settings.answering.max_question_chars)  # the answerer's own rule, before a slot
     check_messages(texts, serve, field)
+    check_question(question, ctx.settings.answering.max_question_chars)  # the answerer's own rule, before a slot
     check_max_tokens(max_tokens, serve)
     require_ready(ctx)
     caller = key.caller_audiences
