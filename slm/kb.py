@@ -227,13 +227,7 @@ class KnowledgeBase:
     def status(self) -> KbStatus:
         docs, chunks = self.store.counts()
         manifest = self.manifest()
-        last = self.store.conn.execute("SELECT MAX(time) FROM ingest_log").fetchone()[0]
-        failed = 0
-        if last is not None:
-            run = self.store.conn.execute("SELECT run_id FROM ingest_log ORDER BY id DESC LIMIT 1").fetchone()[0]
-            failed = self.store.conn.execute(
-                "SELECT COUNT(*) FROM ingest_log WHERE run_id = ? AND status = 'failed'", (run,)
-            ).fetchone()[0]
+        last, failed = self.store.last_run()
         return KbStatus(
             path=self.path,
             root=self.root,

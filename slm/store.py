@@ -279,6 +279,28 @@ class Store:
             ).fetchall()
         return [LogEntry(*r) for r in rows]
 
+    def last_run(self) -> tuple[float | None, int]:
+        """(time of the latest ingestion log entry or None, files that failed in that run)."""
+        last = self._conn.execute("SELECT MAX(time) FROM ingest_log").fetchone()[0]
+        if last is None:
+            return None, 0
+        run = self._conn.execute("SELECT run_id FROM ingest_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+        failed = self._conn.execute(
+            "SELECT COUNT(*) FROM ingest_log WHERE run_id = ? AND status = 'failed'", (run,)).fetchone()[0]
+        return last, failed
+
+    def logged_since(self, cutoff: float, statuses: Sequence[str]) -> list[tuple[str, str]]:
+        """(path, status) of the log entries after `cutoff` (unix time) with one of `statuses`, oldest first."""
+        return [tuple(r) for r in self._conn.execute(
+            f"SELECT path, status FROM ingest_log WHERE time > ? AND status IN ({','.join('?' * len(statuses))})"
+            " ORDER BY id", (cutoff, *statuses)).fetchall()]
+
+    def was_present_before(self, path: str, cutoff: float) -> bool:
+        """Whether the log shows `path` ingested (added, changed or unchanged) at or before `cutoff`."""
+        return self._conn.execute(
+            "SELECT 1 FROM ingest_log WHERE path = ? AND time <= ? AND status IN ('added', 'changed', 'unchanged')"
+            " LIMIT 1", (path, cutoff)).fetchone() is not None
+
 
 def chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
     """The `chunks` row for a chunk (used by ingestion inside its transaction)."""

@@ -72,11 +72,7 @@ def detect_changes(root: Path, kb: Any) -> ChangeSet:
 def changes_since(store: Any, cutoff: float) -> ChangeSet:
     """Net document changes the ingestion log recorded after `cutoff` (unix time), judged against what
     the store holds now: a document added then deleted in between does not count."""
-    rows = store.conn.execute(
-        f"SELECT path, status FROM ingest_log WHERE time > ? AND status IN ({','.join('?' * len(_CHANGE_STATUSES))})"
-        " ORDER BY id",
-        (cutoff, *_CHANGE_STATUSES),
-    ).fetchall()
+    rows = store.logged_since(cutoff, _CHANGE_STATUSES)
     first: dict[str, str] = {}
     for path, status in rows:
         first.setdefault(path, status)
@@ -87,17 +83,9 @@ def changes_since(store: Any, cutoff: float) -> ChangeSet:
             (added if status == "added" else modified).append(path)
         elif status != "added" and status != "failed":
             deleted.append(path)
-        elif status == "failed" and _was_known_before(store, path, cutoff):
+        elif status == "failed" and store.was_present_before(path, cutoff):
             deleted.append(path)
     return ChangeSet(tuple(added), tuple(modified), tuple(deleted))
-
-
-def _was_known_before(store: Any, path: str, cutoff: float) -> bool:
-    row = store.conn.execute(
-        "SELECT 1 FROM ingest_log WHERE path = ? AND time <= ? AND status IN ('added', 'changed', 'unchanged') LIMIT 1",
-        (path, cutoff),
-    ).fetchone()
-    return row is not None
 
 
 def chunk_counts(store: Any, doc_ids: Sequence[str]) -> tuple[int, int]:
