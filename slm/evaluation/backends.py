@@ -44,7 +44,7 @@ class ModelAnswererFactory:
         self.settings = settings
         self.kb_path = Path(kb_path)
         self.generation = dataclasses.replace(settings.generation, max_new_tokens=max_new_tokens, temperature=0.0)
-        self._generators: dict[str | None, Any] = {}
+        self._generators: dict[tuple[str, str | None], Any] = {}
         self.notes: list[str] = []
 
     def threshold(self) -> float | None:
@@ -68,12 +68,13 @@ class ModelAnswererFactory:
             return resolved
         return resolve_adapter(self.settings, self.kb_path, generator)
 
-    def generator(self, path: Path | None, label: str | None) -> Any:
-        key = str(path) if path else None
+    def generator(self, path: Path | None, label: str | None, model: str | None = None) -> Any:
+        generation = dataclasses.replace(self.generation, model=model) if model else self.generation
+        key = (generation.model, str(path) if path else None)
         if key not in self._generators:
             from slm.generation import load_generator
 
-            loaded = load_generator(self.generation, path)
+            loaded = load_generator(generation, path)
             if label is not None:
                 loaded.adapter = label
             self._generators[key] = loaded
@@ -92,16 +93,16 @@ class ModelAnswererFactory:
         label = resolved.label if resolved else None
         answerer = Answerer(
             retriever,
-            self.generator(path, label),
+            self.generator(path, label, spec.model),
             self.settings.answering,
             retrieval,
             self.generation,
             min_evidence=threshold,
             adapter_audiences=resolved.serving_audiences if resolved else None,
-            base_generator=lambda: self.generator(None, None),
+            base_generator=lambda: self.generator(None, None, spec.model),
         )
         identity = ModelIdentity(
-            model=self.settings.generation.model,
+            model=spec.model or self.settings.generation.model,
             adapter=label,
             adapter_path=str(path) if path else None,
             registry=_registry_entry(self.kb_path, label),

@@ -2,7 +2,8 @@
 
 `current+bm25` is the promoted adapter over BM25 retrieval; a bare retrieval name (`dense`, `bm25`,
 `hybrid`, `rerank`, `hybrid+rerank`) is scored on retrieval only; a bare generator uses the configured
-retrieval setting.
+retrieval setting. `base@SPEC` is another untuned base model than generation.model (e.g.
+`base@package:qwen2.5-0.5b`), so several bases are compared in one run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class VariantSpec:
     name: str
     generator: str | None  # "extractive" | "base" | "current" | "v<N>" | None
     retrieval: RetrievalSetting
+    model: str | None = None  # with generator "base": this model spec instead of generation.model
 
     @property
     def generates(self) -> bool:
@@ -50,15 +52,27 @@ class VariantSpec:
 
 def parse_variant(name: str, *, default_mode: str = "hybrid", default_rerank: bool = False) -> VariantSpec:
     """Parse one name such as `current`, `v2+bm25`, `hybrid+rerank` or `extractive+dense`."""
-    parts = [p.strip().lower() for p in name.split("+")]
+    raw = [p.strip() for p in name.split("+")]
     if not name.strip():
         raise ConfigError("empty variant name in --variants")
-    if not all(parts):
+    if not all(raw):
         raise ConfigError(f"variant '{name}' has an empty part (a stray '+')")
     generator: str | None = None
+    model: str | None = None
     mode: str | None = None
     rerank: bool | None = None
-    for part in parts:
+    parts = []
+    for given in raw:
+        part = given.lower()
+        if "@" in given:  # base@SPEC: the spec keeps its case (a path may need it)
+            head, _, model = given.partition("@")
+            part = head.strip().lower()
+            model = model.strip()
+            if part != "base" or not model:
+                raise ConfigError(f"variant part '{given}': only an untuned base takes a model, as base@SPEC")
+            parts.append(f"base@{model}")
+        else:
+            parts.append(part)
         if part in GENERATORS or _VERSION_RE.match(part):
             if generator is not None:
                 raise ConfigError(f"variant '{name}' names two generators ('{generator}' and '{part}')")
@@ -75,7 +89,7 @@ def parse_variant(name: str, *, default_mode: str = "hybrid", default_rerank: bo
             known = ", ".join([*GENERATORS, "v<N>", *MODES, RERANK])
             raise ConfigError(f"unknown variant part '{part}' in '{name}'; known: {known} (joined with +)")
     setting = RetrievalSetting(mode or default_mode, default_rerank if rerank is None else rerank)
-    return VariantSpec("+".join(parts), generator, setting)
+    return VariantSpec("+".join(parts), generator, setting, model)
 
 
 def parse_variants(

@@ -1,8 +1,9 @@
 """Export a model (base + merged adapter) as one GGUF file for llama.cpp, optionally quantised by llama.cpp.
 
 A small writer for the llama architecture (SmolLM2, TinyLlama, Llama 2/3-style models without rope
-scaling) on top of the `gguf` package, so no llama.cpp checkout or conversion script is needed. When the
-base model itself came from a GGUF file (the packaged SmolLM2), its tokenizer section is copied verbatim,
+scaling) and qwen2 (Qwen2/2.5: llama's layout plus q/k/v biases) on top of the `gguf` package, so no
+llama.cpp checkout or conversion script is needed. When the base model itself came from a GGUF file (the
+packaged SmolLM2 and Qwen2.5), its tokenizer section is copied verbatim,
 so llama.cpp tokenizes exactly as it did for the base. Other architectures: `slm models merge` and
 llama.cpp's own convert_hf_to_gguf.py.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from slm.errors import ExportError
-from slm.llamacpp import available_cores
+from slm.loading import available_cores
 
 # Written directly by the writer; every other name is a llama.cpp quantisation of an f32 export.
 UNQUANTISED = ("f32", "f16")
@@ -33,6 +34,26 @@ HF_TO_GGUF_SUFFIX = {
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
+
+
+@dataclass(frozen=True)
+class GgufArch:
+    """How one transformers architecture is written for llama.cpp."""
+
+    name: str  # llama.cpp's architecture name, the prefix of its metadata keys
+    # llama.cpp's llama rotates adjacent pairs of a head, transformers the two halves: q/k rows are reordered.
+    # Its qwen2 rotates halves (NEOX style) as transformers does, so nothing is reordered.
+    permute_qk: bool
+    qkv_bias: bool  # q/k/v projections carry a bias (qwen2), written as blk.N.attn_{q,k,v}.bias
+
+
+ARCHS: dict[str, GgufArch] = {
+    "llama": GgufArch("llama", permute_qk=True, qkv_bias=False),
+    "qwen2": GgufArch("qwen2", permute_qk=False, qkv_bias=True),
+}
+BIASES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+# The split regex of transformers' Qwen2 tokenizer, which llama.cpp knows as the `qwen2` pre-tokenizer.
+QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 
 @dataclass(frozen=True)
@@ -106,15 +127,16 @@ def write_gguf(
     tokenizer_gguf: Path | None = None,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write a transformers llama model as GGUF (`dtype` f32 or f16 for the matrices; norms stay f32)."""
+    """Write a transformers llama or qwen2 model as GGUF (`dtype` f32 or f16 for the matrices; norms and
+    biases stay f32)."""
     import gguf
     import numpy as np
 
     config = model.config
-    _check_supported(config)
+    arch = _check_supported(config)
     n_head, n_kv = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
-    writer = gguf.GGUFWriter(str(out), "llama")
+    writer = gguf.GGUFWriter(str(out), arch.name)
     writer.add_name(str(getattr(config, "_name_or_path", "") or "slm export"))
     writer.add_context_length(int(config.max_position_embeddings))
     writer.add_embedding_length(int(config.hidden_size))
@@ -137,7 +159,7 @@ def write_gguf(
     else:
         _add_hf_tokenizer(writer, tokenizer, int(config.vocab_size))
     matrix_type = np.float32 if dtype == "f32" else np.float16
-    for name, array in _gguf_tensors(model, n_head, n_kv):
+    for name, array in _gguf_tensors(model, arch, n_head, n_kv):
         writer.add_tensor(name, array.astype(np.float32 if array.ndim == 1 else matrix_type))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -146,11 +168,13 @@ def write_gguf(
     return out
 
 
-def _check_supported(config: Any) -> None:
-    if getattr(config, "model_type", None) != "llama":
+def _check_supported(config: Any) -> GgufArch:
+    arch = ARCHS.get(getattr(config, "model_type", None) or "")
+    if arch is None:
         raise ExportError(
-            f"the GGUF writer knows the llama architecture only, not '{getattr(config, 'model_type', '?')}': "
-            "write a merged folder with `slm models merge` and convert it with llama.cpp's convert_hf_to_gguf.py"
+            f"the GGUF writer knows the {' and '.join(ARCHS)} architectures only, not "
+            f"'{getattr(config, 'model_type', '?')}': write a merged folder with `slm models merge` and convert it "
+            "with llama.cpp's convert_hf_to_gguf.py"
         )
     scaling = getattr(config, "rope_scaling", None) or {}
     params = getattr(config, "rope_parameters", None) or {}
@@ -159,6 +183,9 @@ def _check_supported(config: Any) -> None:
         raise ExportError(f"rope scaling '{kind}' is not supported by the GGUF writer; use llama.cpp's converter")
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         raise ExportError("llama models with bias terms are not supported by the GGUF writer")
+    if getattr(config, "use_sliding_window", False):
+        raise ExportError("sliding-window attention is not supported by the GGUF writer; use llama.cpp's converter")
+    return arch
 
 
 def _rope_theta(config: Any) -> float:
@@ -166,7 +193,7 @@ def _rope_theta(config: Any) -> float:
     return params.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0
 
 
-def _gguf_tensors(model: Any, n_head: int, n_kv: int) -> Iterator[tuple[str, Any]]:
+def _gguf_tensors(model: Any, arch: GgufArch, n_head: int, n_kv: int) -> Iterator[tuple[str, Any]]:
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     for hf_name, tensor in model.state_dict().items():
         array = tensor.detach().to("cpu").float().numpy()
@@ -181,16 +208,22 @@ def _gguf_tensors(model: Any, n_head: int, n_kv: int) -> Iterator[tuple[str, Any
             layer, _, rest = hf_name[len("model.layers."):].partition(".")
             part = rest[: -len(".weight")]
             if part not in HF_TO_GGUF_SUFFIX:
-                raise ExportError(f"unexpected tensor {hf_name}: the GGUF writer knows plain llama layers only")
-            if part == "self_attn.q_proj":
+                raise ExportError(f"unexpected tensor {hf_name}: the GGUF writer knows plain {arch.name} layers only")
+            if arch.permute_qk and part == "self_attn.q_proj":
                 array = _permute_for_rope(array, n_head)
-            elif part == "self_attn.k_proj":
+            elif arch.permute_qk and part == "self_attn.k_proj":
                 array = _permute_for_rope(array, n_kv)
             yield f"blk.{layer}.{HF_TO_GGUF_SUFFIX[part]}.weight", array
+        elif arch.qkv_bias and hf_name.startswith("model.layers.") and hf_name.endswith(".bias"):
+            layer, _, rest = hf_name[len("model.layers."):].partition(".")
+            part = rest[: -len(".bias")]
+            if part not in BIASES:
+                raise ExportError(f"unexpected tensor {hf_name}: {arch.name} has biases on q/k/v only")
+            yield f"blk.{layer}.{HF_TO_GGUF_SUFFIX[part]}.bias", array
         elif hf_name.endswith("rotary_emb.inv_freq"):
             continue
         else:
-            raise ExportError(f"unexpected tensor {hf_name}: the GGUF writer knows plain llama models only")
+            raise ExportError(f"unexpected tensor {hf_name}: the GGUF writer knows plain {arch.name} models only")
 
 
 def _permute_for_rope(weights: Any, heads: int) -> Any:
@@ -262,6 +295,10 @@ def _pre_tokenizer_name(pre: dict | None) -> str:
     if (pre or {}).get("type") == "Sequence" and len(parts) == 2 and parts[0].get("type") == "Digits" \
             and parts[0].get("individual_digits") and gpt2_bytelevel(parts[1]):
         return "smollm"  # digits one by one, then GPT-2's regex
+    if (pre or {}).get("type") == "Sequence" and len(parts) == 2 and parts[0].get("type") == "Split" \
+            and (parts[0].get("pattern") or {}).get("Regex") == QWEN2_SPLIT and parts[1].get("type") == "ByteLevel" \
+            and not parts[1].get("use_regex", True) and not parts[1].get("add_prefix_space"):
+        return "qwen2"  # Qwen2's own split regex (single digits, letters with one leading mark), then bytes
     raise ExportError(f"no llama.cpp pre-tokenizer known for {json.dumps(pre)[:200]}; use llama.cpp's converter")
 
 

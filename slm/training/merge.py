@@ -12,7 +12,7 @@ def merged_model(base: str, adapter: str | Path | None) -> tuple[Any, Any]:
     """(model, tokenizer) of `base` with `adapter` folded into its weights, fp32 on CPU; no adapter: the base."""
     import torch
 
-    from slm.generation import load_causal_lm
+    from slm.loading import load_causal_lm
 
     model, tokenizer = load_causal_lm(base, adapter=adapter, dtype=torch.float32, device="cpu")
     if adapter is not None:

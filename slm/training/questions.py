@@ -176,7 +176,8 @@ def question_messages(chunk: Chunk, n: int = 1, max_chars: int = 900) -> list[di
         {
             "role": "system",
             "content": f"You write {ask} that a user of these documents might ask and that the text answers. "
-            "Write a complete, specific question ending with a question mark. Reply with the question only.",
+            "Write a complete, specific question ending with a question mark, in the language of the text. "
+            "Reply with the question only.",
         }
     ]
     if n == 1:
@@ -291,8 +292,8 @@ def answer_messages(question: str, chunk: Chunk, max_chars: int = 900) -> list[d
     return [
         {
             "role": "system",
-            "content": "Answer the question in one to three sentences using only the text, quoting its own words. "
-            "Reply with the answer only.",
+            "content": "Answer the question in one to three sentences using only the text, quoting its own words, "
+            "in the language of the text. Reply with the answer only.",
         },
         {"role": "user", "content": f"Text:\n{chunk.text[:max_chars].strip()}\n\nQuestion: {question}"},
     ]

@@ -124,7 +124,7 @@ def find_run(kb_path: Path, resume: bool) -> Path:
 
 def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, log=print) -> TrainReport:
     """Train an adapter on the knowledge base and register it; see the module docstring for the steps."""
-    from slm.generation import load_causal_lm
+    from slm.loading import load_causal_lm
     from slm.registry import Registry
     from slm.training.data import encode_examples
     from slm.training.distributed import check_strategy
@@ -195,7 +195,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             else:
                 teacher = load_teacher(teacher_spec)
             shown = settings.answering.max_passage_chars  # the model must find its answer in what it is shown
-            policy = QuestionPolicy(teacher_answers=teacher_spec.startswith(("http://", "https://")),
+            policy = QuestionPolicy(teacher_answers=teacher is not None and teacher.writes_answers,
                                     max_passage_chars=shown, question_context_chars=shown,
                                     strip_heading=cfg.strip_heading)
             writer = "rules (no teacher model)" if teacher is None else f"teacher {teacher_spec}"
@@ -282,7 +282,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
                 peft_model = attach_lora(model, replace(spec, target_modules=tuple(targets)), seed=cfg.seed)
                 distiller = None
                 if cfg.kd_weight > 0:
-                    distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight)
+                    distiller, message = _distiller(peft_model, tokenizer, teacher, teacher_spec, base, cfg.kd_weight,
+                                                    cfg.kd_top_k)
                     notes.append(message)
                 result = train_lora(peft_model, encoded, loop, run_dir, pad_id=tokenizer.pad_token_id,
                                     resume=options.resume, distiller=distiller, progress=options.progress)
@@ -407,7 +408,7 @@ def _with_gold(example: QAExample, retrieve) -> QAExample:
     return replace(example, gold_chunk_ids=(hits[0].id,)) if hits else example
 
 
-def _distiller(peft_model, tokenizer, teacher, teacher_spec: str, base: str, kd_weight: float):
+def _distiller(peft_model, tokenizer, teacher, teacher_spec: str, base: str, kd_weight: float, top_k: int = 0):
     from slm.training.distill import TokenDistiller, same_vocabulary
     from slm.training.teacher import LocalTeacher
 
@@ -419,7 +420,8 @@ def _distiller(peft_model, tokenizer, teacher, teacher_spec: str, base: str, kd_
         teacher = LocalTeacher.load(teacher_spec)
     if not same_vocabulary(tokenizer, teacher.tokenizer):
         return None, f"token-level KD skipped: {teacher_spec} and {base} have different vocabularies"
-    return TokenDistiller.from_model(teacher.model, kd_weight), f"token-level KD on: teacher {teacher_spec}, weight {kd_weight}"
+    return TokenDistiller.from_model(teacher.model, kd_weight, top_k=top_k), \
+        f"token-level KD on: teacher {teacher_spec}, weight {kd_weight}" + (f", top {top_k} tokens" if top_k else "")
 
 
 def _write_raft(raft, path: Path) -> None:

@@ -83,6 +83,36 @@ def tiny_causal_lm_dir(path: str | Path, *, seed: int = 0) -> Path:
     return path
 
 
+def tiny_qwen2_lm_dir(path: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+    """A tiny random Qwen2 (q/k/v biases, random rather than zero so an export that drops them shows) + the
+    ChatML tokenizer, saved at `path`; two of them with the same tokenizer make a teacher/student pair."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = _fast_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        rope_theta=1_000_000.0, rms_norm_eps=1e-6, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("proj.bias"):
+                param.normal_(0, 0.5)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def tiny_sentence_transformer_dir(path: str | Path, *, seed: int = 0, dimension: int = 32) -> Path:
     """A tiny random BERT sentence-transformer (mean pooling, normalised) saved at `path`."""
     path = Path(path)

@@ -27,7 +27,18 @@ def test_retrieval_settings_deduplicated():
     assert [r.label for r in retrieval_settings(specs)] == ["hybrid", "bm25", "dense"]
 
 
-@pytest.mark.parametrize("bad", ["gpt4", "base+current", "bm25+dense", ",", "current+"])
+def test_another_base_model_is_a_variant_of_its_own():
+    specs = parse_variants("base,base@package:qwen2.5-0.5b+bm25,BASE@/models/Qwen.gguf", default_mode="hybrid")
+    assert [(s.name, s.generator, s.model) for s in specs] == [
+        ("base", "base", None),
+        ("base@package:qwen2.5-0.5b+bm25", "base", "package:qwen2.5-0.5b"),
+        ("base@/models/Qwen.gguf", "base", "/models/Qwen.gguf"),  # the path keeps its case
+    ]
+    assert specs[1].retrieval.label == "bm25" and specs[1].uses_model
+
+
+@pytest.mark.parametrize("bad", ["gpt4", "base+current", "bm25+dense", ",", "current+", "current@package:x", "base@",
+                                 "base@a+base@b"])
 def test_bad_names(bad):
     with pytest.raises(ConfigError):
         parse_variants(bad)
