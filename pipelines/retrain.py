@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from slm.config import Settings
+from slm.connectors.spec import SourceSpec, as_spec, stored_spec
 from slm.errors import KnowledgeBaseError, RegistryError
 from slm.retraining.changes import ChangeSet, SourceWatcher, changes_since, chunk_counts, detect_changes
 from slm.retraining.history import INTERRUPTED, Outcome, RetrainHistory, RunRecord
@@ -35,7 +36,7 @@ def _stderr(message: str) -> None:
 def run_pass(
     settings: Settings,
     *,
-    root: Path | None = None,
+    root: "SourceSpec | Path | str | None" = None,
     qa_file: Path | None = None,
     force_train: bool = False,
     trainer: Callable[..., Any] | None = None,
@@ -79,13 +80,15 @@ def run_pass(
             return record
 
         try:
-            # 1. detect: content hashes of the source files against the store
+            # 1. detect: fingerprints of the source's documents (bytes hashes, ETags, blob ids) against the store
             with stage("detect"):
-                source = Path(root or kb.root or "")
-                if not str(source) or not source.exists():
-                    raise KnowledgeBaseError(f"source folder '{source}' not found: pass --root FOLDER")
+                source = as_spec(root) if root else stored_spec(kb)
+                if source is None or (source.kind == "folder" and not Path(source.uri).exists()):
+                    raise KnowledgeBaseError(f"source folder '{source.uri if source else ''}' not found: "
+                                             "pass --root SOURCE")
                 changes = detect_changes(source, kb)
-                record = history.update(record, root=str(source.resolve()), changes=changes)
+                record = history.update(record, root=str(Path(source.uri).resolve()) if source.kind == "folder"
+                                        else source.uri, changes=changes)
                 log(f"changes: {changes.describe()}")
 
             # 2. re-ingest only what changed (deleted documents leave every index in the same commit)
@@ -173,7 +176,7 @@ def run_pass(
 def watch(
     settings: Settings,
     *,
-    root: Path | None = None,
+    root: "SourceSpec | Path | str | None" = None,
     interval: float | None = None,
     max_passes: int | None = None,
     log: Log = _stderr,
@@ -185,13 +188,13 @@ def watch(
 
     if root is None:
         with KnowledgeBase.open(Path(settings.kb), settings) as kb:
-            root = Path(kb.root) if kb.root else None
+            root = stored_spec(kb)
     if root is None:
-        raise KnowledgeBaseError("nothing to watch: pass --root FOLDER (the KB records no source folder yet)")
-    watcher = SourceWatcher(root)
+        raise KnowledgeBaseError("nothing to watch: pass --root SOURCE (the KB records no source yet)")
+    watcher = SourceWatcher(root, settings)
     every = settings.retrain.watch_interval_s if interval is None else interval
     records: list[RunRecord] = []
-    log(f"watching {root} every {every:g}s")
+    log(f"watching {watcher.spec.uri} every {every:g}s")
     while max_passes is None or len(records) < max_passes:
         if watcher.changed():
             try:
@@ -200,7 +203,7 @@ def watch(
                 log(f"pass {record.run_id}: {record.status}")
             except RetrainLocked as exc:
                 log(f"skipped: {exc}")
-                watcher = SourceWatcher(root)  # look again next time
+                watcher = SourceWatcher(root, settings)  # look again next time
             except Exception as exc:  # noqa: BLE001 - a watcher outlives one bad pass; the report holds the error
                 log(f"pass failed: {type(exc).__name__}: {exc}")
                 records.append(RunRecord(run_id="failed", started=time.time(), status=Outcome.FAILED.status,

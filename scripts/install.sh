@@ -47,6 +47,20 @@ if [ "$want_teacher" = 1 ]; then
 fi
 "$VENV/bin/python" -m slm.cli.main models fetch qwen2.5-0.5b
 
+# OCR of scanned PDFs and images (a product feature): Tesseract with English, Simplified Chinese and Indonesian,
+# and the git CLI for Git sources. Without them ingestion still runs; scanned pages fail with the apt command.
+OCR_PACKAGES="tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-ind git"
+if ! command -v tesseract >/dev/null 2>&1 || ! command -v git >/dev/null 2>&1 \
+   || ! tesseract --list-langs 2>/dev/null | grep -q chi_sim || ! tesseract --list-langs 2>/dev/null | grep -q '^ind$'; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $OCR_PACKAGES >/dev/null \
+      || echo "warning: could not install $OCR_PACKAGES; scanned pages and images will not be read" >&2
+  else
+    echo "warning: install $OCR_PACKAGES (Debian names) for OCR of scanned pages and images" >&2
+  fi
+fi
+
 # Tests also need Debian's Chromium (browser tests) and the full Python docs (the docs loader test).
 if [ "$want_test" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/doc/python3.11/html ]; }; then
   if command -v apt-get >/dev/null 2>&1; then

@@ -117,7 +117,18 @@ def _overlap_start(text: str, end: int, overlap: int, lower: int) -> int:
     return end
 
 
-def _split(text: str, start: int, end: int, chunk_chars: int, overlap: int) -> list[tuple[int, int]]:
+def _outside_atomic(at: int, atomic: list[tuple[int, int]], floor: int) -> int:
+    """Move a cut out of a table that fits in a chunk: to the table's start if the piece keeps some text
+    before it, else to its end (the table then fits in the piece: it is no longer than a chunk)."""
+    for begin, finish in atomic:
+        if begin < at < finish:
+            return begin if begin > floor else finish
+    return at
+
+
+def _split(
+    text: str, start: int, end: int, chunk_chars: int, overlap: int, atomic: list[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
     pieces: list[tuple[int, int]] = []
     pos = start
     while pos < end:
@@ -130,9 +141,10 @@ def _split(text: str, start: int, end: int, chunk_chars: int, overlap: int) -> l
         needed = math.ceil((remaining - overlap) / max(1, chunk_chars - overlap))
         target = math.ceil((remaining - overlap) / max(1, needed)) + overlap + chunk_chars // 10
         limit = pos + min(chunk_chars, target)
-        cut = _break_point(text, pos, limit, pos + (limit - pos) // 2)
+        cut = min(end, _outside_atomic(_break_point(text, pos, limit, pos + (limit - pos) // 2), atomic, pos))
         pieces.append((pos, cut))
         nxt = _overlap_start(text, cut, overlap, pos + 1)
+        nxt = max(nxt, max((f for b, f in atomic if b < nxt < f), default=nxt))  # no overlap into a table's rows
         pos = nxt if nxt > pos else cut
         while pos < end and text[pos].isspace():
             pos += 1
@@ -167,15 +179,18 @@ def chunk_document(doc: Document, *, chunk_chars: int = 1200, overlap: int = 150
     text = doc.text
     declared = bool(doc.metadata.get("language"))  # a sidecar's `language:` holds for every chunk
     chunks: list[Chunk] = []
+    atomic = [(t.start, t.end) for t in doc.tables if t.end - t.start <= chunk_chars]
     for unit in _merge_short(_units(doc), text, min_chars):
         start, end = _trim(text, unit.start, unit.end)
         if start >= end:
             continue
         section = unit.section
-        for piece_start, piece_end in _split(text, start, end, chunk_chars, overlap):
+        for piece_start, piece_end in _split(text, start, end, chunk_chars, overlap, atomic):
             piece_start, piece_end = _trim(text, piece_start, piece_end)
             if piece_start >= piece_end:
                 continue
+            # A chunk holding (part of) a table cites the table: its page and its box on the page.
+            table = next((t for t in doc.tables if t.start < piece_end and piece_start < t.end), None)
             chunks.append(
                 Chunk(
                     id=f"{doc.id}::{len(chunks):04d}",
@@ -184,8 +199,8 @@ def chunk_document(doc: Document, *, chunk_chars: int = 1200, overlap: int = 150
                     start=piece_start,
                     end=piece_end,
                     section=section.path if section else (),
-                    anchor=section.anchor if section else None,
-                    page=_page_of(doc, piece_start),
+                    anchor=table.anchor if table and table.anchor else (section.anchor if section else None),
+                    page=table.page if table and table.page is not None else _page_of(doc, piece_start),
                     title=doc.title,
                     source=doc.source,
                     audiences=doc.audiences,

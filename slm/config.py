@@ -33,6 +33,18 @@ class IngestSettings:
     chunk_chars: int = 1200  # target size of a chunk, in characters
     chunk_overlap: int = 150
     min_chunk_chars: int = 40
+    # Website sources (`slm ingest https://… --crawl`): bounds a crawl runs within unless --max-pages/--max-depth say otherwise.
+    crawl_max_pages: int = 500
+    crawl_max_depth: int = 5
+    crawl_timeout_s: float = 20.0  # per request; a stalled intranet page is one failure, not a hung run
+    # Scanned pages and images (Tesseract). Languages: Tesseract names joined by "+", used when a document
+    # declares none (sidecar `language:`, PDF /Lang) and its script is Latin; Han script is read as chi_sim.
+    ocr: bool = True
+    ocr_languages: str = "eng"
+    ocr_max_pages: int = 50  # per document: at ~3 s a page on one core, a 50-page scan is under 3 min
+    ocr_max_pixels: int = 12_000_000  # per page: 300 dpi A4 (8.7 M) fits; a poster is scaled down
+    ocr_min_confidence: float = 60.0  # pages below are reported; clean 300 dpi scans measure 85-95
+    pdf_max_pages: int = 2000
 
 
 @dataclass

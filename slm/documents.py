@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import yaml
 
@@ -20,10 +21,13 @@ from slm.loaders.markdown import metadata_value
 from slm.text.language import detect_language, normalise_language
 from slm.types import Document
 
+if TYPE_CHECKING:
+    from slm.loaders.ocr import OcrOptions
+
 SIDECAR_SUFFIX = ".meta.yaml"
 
 
-def _loader(suffix: str) -> Callable[[bytes], Parsed]:
+def _loader(suffix: str, ocr: "OcrOptions | None" = None) -> Callable[[bytes], Parsed]:
     # Imported on demand: pypdf and python-docx cost time that an HTML-only corpus never needs.
     if suffix in (".html", ".htm", ".xhtml"):
         from slm.loaders.html import load_html
@@ -44,7 +48,11 @@ def _loader(suffix: str) -> Callable[[bytes], Parsed]:
     if suffix == ".pdf":
         from slm.loaders.pdf import load_pdf
 
-        return load_pdf
+        return lambda raw: load_pdf(raw, ocr)
+    if suffix in IMAGE_SUFFIXES:
+        from slm.loaders.image import load_image
+
+        return lambda raw: load_image(raw, ocr)
     if suffix == ".docx":
         from slm.loaders.docx import load_docx
 
@@ -52,9 +60,10 @@ def _loader(suffix: str) -> Callable[[bytes], Parsed]:
     raise DocumentError(f"unsupported file type '{suffix or '(none)'}'")
 
 
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})  # read by OCR
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
     {".html", ".htm", ".xhtml", ".md", ".markdown", ".rst", ".txt", ".pdf", ".docx"}
-)
+) | IMAGE_SUFFIXES
 
 
 def discover(root: Path, include: list[str], exclude: list[str]) -> list[Path]:
@@ -90,13 +99,21 @@ def read_sidecar(path: Path) -> tuple[dict[str, str], bytes]:
         return {}, b""
     try:
         raw = side.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"sidecar {side.name} unreadable: {exc}".splitlines()[0]) from exc
+    return parse_sidecar(raw, side.name), raw
+
+
+def parse_sidecar(raw: bytes, name: str) -> dict[str, str]:
+    """A sidecar's keys (`audience: [hr]`, `title: …`) from its bytes, wherever they were stored."""
+    try:
         data = yaml.safe_load(raw.decode("utf-8-sig")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         # Failing loudly: a sidecar usually restricts who may see the file.
-        raise DocumentError(f"sidecar {side.name} unreadable or not valid YAML: {exc}".splitlines()[0]) from exc
+        raise DocumentError(f"sidecar {name} unreadable or not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
-        raise DocumentError(f"sidecar {side.name} must be a YAML mapping, e.g. 'audience: [hr]'")
-    return {str(k): metadata_value(v) for k, v in data.items()}, raw
+        raise DocumentError(f"sidecar {name} must be a YAML mapping, e.g. 'audience: [hr]'")
+    return {str(k): metadata_value(v) for k, v in data.items()}
 
 
 def _title_from_filename(path: Path) -> str:
@@ -104,7 +121,9 @@ def _title_from_filename(path: Path) -> str:
     return stem.replace("_", " ").replace("-", " ").strip().capitalize() or path.name
 
 
-def load_document(path: Path, root: Path, *, max_bytes: int, access: AccessSettings | None = None) -> Document:
+def load_document(
+    path: Path, root: Path, *, max_bytes: int, access: AccessSettings | None = None, ocr: "OcrOptions | None" = None
+) -> Document:
     """Load one file. Raises DocumentError (unsupported, unreadable, too large, corrupt, empty,
     undecodable) with a reason the caller can log before skipping the file.
 
@@ -130,26 +149,51 @@ def load_document(path: Path, root: Path, *, max_bytes: int, access: AccessSetti
     except OSError as exc:
         raise DocumentError(f"cannot read: {exc.strerror or exc}") from exc
     sidecar, sidecar_raw = read_sidecar(path)
+    return document_from_bytes(rel, raw, suffix, sidecar=sidecar, sidecar_raw=sidecar_raw, access=access, ocr=ocr)
+
+
+def document_from_bytes(
+    doc_id: str,
+    raw: bytes,
+    suffix: str,
+    *,
+    source: str | None = None,
+    sidecar: Mapping[str, str] | None = None,
+    sidecar_raw: bytes = b"",
+    access: AccessSettings | None = None,
+    ocr: "OcrOptions | None" = None,
+) -> Document:
+    """One document from bytes of a known format, whatever source they came from (a folder, a website,
+    a bucket, a repository). Raises DocumentError like `load_document`. A sidecar's `language:` is the
+    language scanned pages are OCR'd in."""
+    sidecar = dict(sidecar or {})
+    if ocr is not None and sidecar.get("language"):
+        ocr = replace(ocr, language=sidecar["language"])
+    loader = _loader(suffix, ocr)
+    if not raw:
+        raise DocumentError("empty file")
     parsed = loader(raw)
     if not parsed.text.strip():
-        raise DocumentError("no text extracted (empty, only markup, or a scanned PDF without a text layer)")
+        raise DocumentError("no text extracted (empty, only markup, or a scanned page in which OCR found no text)")
     metadata = {**parsed.metadata, **sidecar}
     metadata["format"] = suffix.lstrip(".")
-    title = (sidecar.get("title") or parsed.title or "").strip() or _title_from_filename(path)
+    name = doc_id.rstrip("/").rsplit("/", 1)[-1] or doc_id
+    title = (sidecar.get("title") or parsed.title or "").strip() or _title_from_filename(Path(name))
     digest = hashlib.sha256(raw)
     if sidecar_raw:
         digest.update(b"\0sidecar\0" + sidecar_raw)
     return Document(
-        id=rel,
+        id=doc_id,
         title=" ".join(title.split()),
         text=parsed.text,
-        source=rel,
+        source=source or doc_id,
         content_hash=digest.hexdigest(),
-        audiences=audiences_for(rel, metadata, access or AccessSettings()),
+        audiences=audiences_for(doc_id, metadata, access or AccessSettings()),
         sections=parsed.sections,
         pages=parsed.pages,
         metadata=metadata,
         language=document_language(parsed.text, metadata),
+        tables=parsed.tables,
     )
 
 

@@ -15,6 +15,11 @@ class DocumentError(SlmError):
     """A document could not be loaded (corrupt, empty, too large, unsupported)."""
 
 
+class SourceError(SlmError):
+    """A document source (a website, a bucket, a Git repository) cannot be listed or reached: the run stops
+    before anything is removed, so a source that is down never empties the knowledge base."""
+
+
 class KnowledgeBaseError(SlmError):
     """The knowledge base is missing, locked, or inconsistent."""
 

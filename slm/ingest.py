@@ -8,12 +8,14 @@ import json
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from slm.connectors.base import Source, SourceItem, check_size, combined_fingerprint
+from slm.connectors.spec import SPEC_KEY, SourceSpec, as_spec, limits_for, open_source, stored_spec
 from slm.embedder_choice import AUTO, choose_embedder
 from slm.errors import DocumentError, KnowledgeBaseError
 from slm.index.generation import build_generation, collect_garbage, existing_generations
@@ -22,6 +24,9 @@ from slm.kb import GENERATION_KEY, ROOT_KEY, KnowledgeBase
 from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, StoredChunk, chunk_row
 from slm.types import Chunk, Document
 
+STATE_KEY = "source_state"  # KB meta: what the source needs back next run (crawl validators, a commit)
+VERSION_KEY = "source_version"  # KB meta: the source's version at the last ingest (a Git commit)
+SOURCES_DIR = "sources"  # inside the KB: what sources keep between runs (a Git mirror)
 EMBED_CHECKPOINT_BATCHES = 8  # cache vectors in SQLite every this many batches (a killed run keeps them)
 
 
@@ -48,6 +53,12 @@ class IngestReport:
     run_id: str = ""
     root: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    version: str | None = None  # the source's version where it has one (a Git commit)
+    warnings: tuple[FailedFile, ...] = ()  # read, but worth a look: low OCR confidence, pages left unread
+
+    @property
+    def failed_ids(self) -> set[str]:
+        return {f.path for f in self.failed}
 
     @property
     def changed_anything(self) -> bool:
@@ -80,198 +91,232 @@ def settings_signature(kb: KnowledgeBase) -> str:
     relevant = {
         "access": asdict(s.access) | {"audit_log": None},
         "chunk": [s.ingest.chunk_chars, s.ingest.chunk_overlap, s.ingest.min_chunk_chars],
+        "ocr": [s.ingest.ocr, s.ingest.ocr_languages, s.ingest.ocr_max_pages, s.ingest.ocr_max_pixels,
+                s.ingest.pdf_max_pages],
         "embedder": s.embedder.model,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def file_fingerprint(path: Path, signature: str) -> str:
-    from slm.documents import sidecar_path
+def stored_fingerprint(item: SourceItem, signature: str) -> str:
+    """What the store keeps per document: the source's fingerprint (bytes hash, ETag, blob id) bound to the
+    settings signature. The one definition of "changed" that ingestion and retraining share."""
+    return combined_fingerprint(item.fingerprint, signature)
 
-    digest = hashlib.sha256(path.read_bytes())
-    side = sidecar_path(path)
-    if side.is_file():
-        digest.update(b"\0sidecar\0" + side.read_bytes())
-    digest.update(signature.encode())
-    return digest.hexdigest()
+
+def open_kb_source(kb: KnowledgeBase, spec: SourceSpec, *, fresh: bool = False) -> Source:
+    """Open a source for this KB: its cache folder inside the KB, and (unless `fresh`) the state the last
+    ingest of the same source left (crawl validators), so unchanged pages cost a 304."""
+    previous = stored_spec(kb)
+    same = previous is not None and previous.uri == spec.uri
+    state = kb.store.get_meta(STATE_KEY) if same and not fresh else None
+    return open_source(spec, kb.settings.ingest, cache_dir=kb.path / SOURCES_DIR, state=state or None)
 
 
 def ingest(
-    root: Path,
+    source: "SourceSpec | Path | str",
     kb: KnowledgeBase,
     *,
     progress: bool = True,
     rebuild: bool = False,
     on_stage: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Bring the KB in line with the files under `root`. Only files whose bytes (or sidecar, or the
-    chunking/access settings) changed are re-read; `rebuild` re-reads and re-embeds everything."""
-    from slm.chunking import chunk_document
-    from slm.documents import discover, load_document
-
+    """Bring the KB in line with a source (a folder, a website, a bucket, a Git repository; see
+    `slm.connectors`). Only items whose fingerprint (or sidecar, or the chunking/access settings) changed
+    are fetched and re-read; items no longer listed are deleted; `rebuild` re-reads and re-embeds everything."""
     t0 = time.perf_counter()
     stage = on_stage or (lambda name: None)
-    root = Path(root).expanduser().resolve()
-    if not root.exists():
-        raise KnowledgeBaseError(f"nothing to ingest: {root} does not exist")
+    spec = as_spec(source)
     settings = kb.settings
     run_id = uuid.uuid4().hex[:12]
     timings: dict[str, float] = {}
 
     with kb.ingest_lock():
-        previous_root = kb.root
-        known = {} if rebuild else kb.store.fingerprints()
-        known_ids = set(kb.store.fingerprints())
-        if previous_root and previous_root != str(root) and known_ids:
-            _say(progress, f"note: this KB held {previous_root}; files not under {root} will be removed")
-        signature = settings_signature(kb)
-        max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
+        src = open_kb_source(kb, spec, fresh=rebuild)
+        try:
+            return _ingest_from(src, spec, kb, progress, rebuild, stage, run_id, timings, t0)
+        finally:
+            src.close()
 
-        stage("discover")
-        paths = discover(root, settings.ingest.include, settings.ingest.exclude)
-        pending: list[_Pending] = []
-        unchanged: list[str] = []
-        failed: list[FailedFile] = []
-        seen_ids: set[str] = set()
 
-        stage("load")
-        t = time.perf_counter()
-        bar = _bar(progress, total=len(paths), desc="files", unit="file")
-        for path in paths:
-            rel = path.relative_to(root).as_posix() if path != root else path.name
-            seen_ids.add(rel)
-            try:
-                if path.stat().st_size > max_bytes:
-                    raise DocumentError(
-                        f"too large: {path.stat().st_size / 1e6:.1f} MB > limit {max_bytes / 1e6:.1f} MB (ingest.max_file_mb)"
-                    )
-                fingerprint = file_fingerprint(path, signature)
-                if known.get(rel) == fingerprint:
-                    unchanged.append(rel)
-                else:
-                    doc = load_document(path, root, max_bytes=max_bytes, access=settings.access)
-                    chunks = chunk_document(
-                        doc,
-                        chunk_chars=settings.ingest.chunk_chars,
-                        overlap=settings.ingest.chunk_overlap,
-                        min_chars=settings.ingest.min_chunk_chars,
-                    )
-                    pending.append(_Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks))
-            except DocumentError as exc:
-                failed.append(FailedFile(rel, str(exc)))
-            except OSError as exc:
-                failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the whole run
-                failed.append(FailedFile(rel, f"{type(exc).__name__}: {exc}"))
-            bar.update(1)
-        bar.close()
-        timings["load"] = time.perf_counter() - t
+def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: bool, rebuild: bool,
+                 stage: Callable[[str], None], run_id: str, timings: dict[str, float], t0: float) -> IngestReport:
+    from slm.chunking import chunk_document
+    from slm.documents import document_from_bytes
+    from slm.loaders.ocr import OcrOptions
 
-        failed_ids = {f.path for f in failed}
-        deleted = sorted(known_ids - seen_ids)
-        removed_failed = sorted(failed_ids & known_ids)  # a file that no longer loads leaves the index
-        gone = set(deleted) | set(removed_failed) | {p.doc.id for p in pending}
+    settings = kb.settings
+    root = src.uri
+    previous_root = kb.root
+    known = {} if rebuild else kb.store.fingerprints()
+    known_ids = set(kb.store.fingerprints())
+    if previous_root and previous_root != root and known_ids:
+        _say(progress, f"note: this KB held {previous_root}; documents not in {root} will be removed")
+    signature = settings_signature(kb)
+    limits = limits_for(settings.ingest)
+    ocr = OcrOptions.from_settings(settings.ingest)
 
-        # Embed what the cache does not hold yet.
-        stage("embed")
-        t = time.perf_counter()
-        new_chunks = [c for p in pending for c in p.chunks]
-        before = kb.embedder_name
-        model = _embedder_for(kb, new_chunks, gone)
-        switched = model != before or (rebuild and kb.settings.embedder.model == AUTO)
-        if model != before:
-            if kb.current_generation() is not None:
-                _say(progress, f"the KB's languages call for embedder {model} (was {before}): re-embedding its chunks")
-            kb.switch_embedder(model)
-        new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
-        embedded = _embed_missing(kb, new_chunks, new_keys, progress, use_cache=not rebuild)
-        timings["embed"] = time.perf_counter() - t
+    stage("discover")
+    t = time.perf_counter()
+    discovery = src.discover()  # a source that cannot be listed raises SourceError: nothing is removed
+    timings["discover"] = time.perf_counter() - t
+    items = discovery.items
+    pending: list[_Pending] = []
+    unchanged: list[str] = []
+    failed: list[FailedFile] = [FailedFile(f.id, f.reason) for f in discovery.failed]
+    seen_ids: set[str] = {f.id for f in discovery.failed}
 
-        current = kb.current_generation()
-        if current is not None and not gone and not rebuild:
-            with kb.store.transaction() as conn:
-                _log_run(kb, conn, run_id, unchanged, [], failed, [], root)
-            _publish_if_shared(kb, stage, timings)  # a publish that failed last time is retried here
-            return _report(paths, pending, unchanged, deleted, failed, 0, t0, embedded, current, run_id, root, timings)
-
-        # Build the next generation from the chunks that stay plus the new ones.
-        stage("index")
-        t = time.perf_counter()
-        _say(progress, "building the index…")
-        kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
-        rekeyed: list[tuple[str, str]] = []  # (new embed key, chunk id) of kept chunks under a new embedder
-        if switched:
-            kept_keys = [embed_key(model, index_text(s.chunk)) for s in kept]
-            embedded += _embed_missing(kb, [s.chunk for s in kept], kept_keys, progress, use_cache=True)
-            rekeyed = [(key, s.chunk.id) for s, key in zip(kept, kept_keys) if key != s.embed_key]
-            kept = [StoredChunk(s.chunk, key) for s, key in zip(kept, kept_keys)]
-        rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
-        rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
-        manifest = None if rebuild or switched else kb.manifest()
-        dimension = manifest.dimension if manifest else kb.embedder().dimension
-        vectors = _vectors_for(kb, [key for _, key in rows], dimension)
-        number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
-        folder = build_generation(
-            kb.index_dir,
-            number,
-            chunk_ids=[c.id for c, _ in rows],
-            audiences=[c.audiences for c, _ in rows],
-            vectors=vectors,
-            index_texts=[index_text(c) for c, _ in rows],
-            embedder=model,
-            languages=[c.language for c, _ in rows],
-        )
-        timings["index"] = time.perf_counter() - t
-        stage("built")
-
-        # The switch: chunk changes and the generation pointer in one transaction.
-        stage("commit")
-        t = time.perf_counter()
-        with kb.store.transaction() as conn:
-            for doc_id in gone:
-                conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-            for doc_id in set(deleted) | set(removed_failed):
-                conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-            conn.executemany("UPDATE chunks SET embed_key = ? WHERE id = ?", rekeyed)
-            now = time.time()
-            for item in pending:
-                doc = item.doc
-                conn.execute(
-                    INSERT_DOCUMENT,
-                    (
-                        doc.id,
-                        doc.title,
-                        doc.source,
-                        doc.content_hash,
-                        item.fingerprint,
-                        json.dumps(list(doc.audiences)),
-                        json.dumps(dict(doc.metadata)),
-                        len(item.chunks),
-                        len(doc.text),
-                        now,
-                        doc.language,
-                    ),
+    stage("load")
+    t = time.perf_counter()
+    bar = _bar(progress, total=len(items), desc="documents", unit="doc")
+    for item in items:
+        rel = item.id
+        seen_ids.add(rel)
+        try:
+            fingerprint = stored_fingerprint(item, signature)
+            if known.get(rel) == fingerprint:
+                unchanged.append(rel)
+            else:
+                fetched = src.fetch(item)
+                too_large = check_size(rel, len(fetched.data), limits)
+                if too_large:
+                    raise DocumentError(too_large.reason)
+                doc = document_from_bytes(
+                    rel,
+                    fetched.data,
+                    item.suffix,
+                    source=item.location or rel,
+                    sidecar=fetched.metadata,
+                    sidecar_raw=fetched.metadata_raw,
+                    access=settings.access,
                 )
-            conn.executemany(
-                INSERT_CHUNK,
-                (chunk_row(c, i, embed_key(model, index_text(c))) for p in pending for i, c in enumerate(p.chunks)),
-            )
-            kb.store.set_meta(GENERATION_KEY, str(number), conn)
-            kb.store.set_meta(ROOT_KEY, str(root), conn)
-            kb.store.set_meta("embedder", model, conn)
-            kb.store.set_meta("dimension", str(dimension), conn)
-            _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root)
-            kb.store.prune_embeddings(conn)
-        timings["commit"] = time.perf_counter() - t
-        stage("committed")
+                chunks = chunk_document(
+                    doc,
+                    chunk_chars=settings.ingest.chunk_chars,
+                    overlap=settings.ingest.chunk_overlap,
+                    min_chars=settings.ingest.min_chunk_chars,
+                )
+                pending.append(_Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks))
+        except DocumentError as exc:
+            failed.append(FailedFile(rel, str(exc)))
+        except OSError as exc:
+            failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the whole run
+            failed.append(FailedFile(rel, f"{type(exc).__name__}: {exc}"))
+        bar.update(1)
+    bar.close()
+    timings["load"] = time.perf_counter() - t
+    seen = len(items) + len(discovery.failed)
 
-        # After the commit: the top-level manifest mirrors the current one; old generations go.
-        Manifest.read(folder / "manifest.json").write(kb.index_dir / "manifest.json")
-        collect_garbage(kb.index_dir, keep=[number] + ([current] if current is not None else []))
-        kb.reload_if_changed()
-        _publish_if_shared(kb, stage, timings)
-        written = sum(len(p.chunks) for p in pending)
-        return _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings)
+    failed_ids = {f.path for f in failed}
+    deleted = sorted(known_ids - seen_ids)
+    removed_failed = sorted(failed_ids & known_ids)  # a file that no longer loads leaves the index
+    gone = set(deleted) | set(removed_failed) | {p.doc.id for p in pending}
+
+    # Embed what the cache does not hold yet.
+    stage("embed")
+    t = time.perf_counter()
+    new_chunks = [c for p in pending for c in p.chunks]
+    before = kb.embedder_name
+    model = _embedder_for(kb, new_chunks, gone)
+    switched = model != before or (rebuild and kb.settings.embedder.model == AUTO)
+    if model != before:
+        if kb.current_generation() is not None:
+            _say(progress, f"the KB's languages call for embedder {model} (was {before}): re-embedding its chunks")
+        kb.switch_embedder(model)
+    new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
+    embedded = _embed_missing(kb, new_chunks, new_keys, progress, use_cache=not rebuild)
+    timings["embed"] = time.perf_counter() - t
+
+    current = kb.current_generation()
+    if current is not None and not gone and not rebuild:
+        with kb.store.transaction() as conn:
+            _log_run(kb, conn, run_id, unchanged, [], failed, [], root)
+            _record_source(kb, conn, src, spec, discovery)
+        _publish_if_shared(kb, stage, timings)  # a publish that failed last time is retried here
+        return _report(seen, pending, unchanged, deleted, failed, 0, t0, embedded, current, run_id, root, timings,
+                       discovery.version)
+
+    # Build the next generation from the chunks that stay plus the new ones.
+    stage("index")
+    t = time.perf_counter()
+    _say(progress, "building the index…")
+    kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
+    rekeyed: list[tuple[str, str]] = []  # (new embed key, chunk id) of kept chunks under a new embedder
+    if switched:
+        kept_keys = [embed_key(model, index_text(s.chunk)) for s in kept]
+        embedded += _embed_missing(kb, [s.chunk for s in kept], kept_keys, progress, use_cache=True)
+        rekeyed = [(key, s.chunk.id) for s, key in zip(kept, kept_keys) if key != s.embed_key]
+        kept = [StoredChunk(s.chunk, key) for s, key in zip(kept, kept_keys)]
+    rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
+    rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
+    manifest = None if rebuild or switched else kb.manifest()
+    dimension = manifest.dimension if manifest else kb.embedder().dimension
+    vectors = _vectors_for(kb, [key for _, key in rows], dimension)
+    number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
+    folder = build_generation(
+        kb.index_dir,
+        number,
+        chunk_ids=[c.id for c, _ in rows],
+        audiences=[c.audiences for c, _ in rows],
+        vectors=vectors,
+        index_texts=[index_text(c) for c, _ in rows],
+        embedder=model,
+        languages=[c.language for c, _ in rows],
+    )
+    timings["index"] = time.perf_counter() - t
+    stage("built")
+
+    # The switch: chunk changes and the generation pointer in one transaction.
+    stage("commit")
+    t = time.perf_counter()
+    with kb.store.transaction() as conn:
+        for doc_id in gone:
+            conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        for doc_id in set(deleted) | set(removed_failed):
+            conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        conn.executemany("UPDATE chunks SET embed_key = ? WHERE id = ?", rekeyed)
+        now = time.time()
+        for item in pending:
+            doc = item.doc
+            conn.execute(
+                INSERT_DOCUMENT,
+                (
+                    doc.id,
+                    doc.title,
+                    doc.source,
+                    doc.content_hash,
+                    item.fingerprint,
+                    json.dumps(list(doc.audiences)),
+                    json.dumps(dict(doc.metadata)),
+                    len(item.chunks),
+                    len(doc.text),
+                    now,
+                    doc.language,
+                ),
+            )
+        conn.executemany(
+            INSERT_CHUNK,
+            (chunk_row(c, i, embed_key(model, index_text(c))) for p in pending for i, c in enumerate(p.chunks)),
+        )
+        kb.store.set_meta(GENERATION_KEY, str(number), conn)
+        kb.store.set_meta(ROOT_KEY, root, conn)
+        _record_source(kb, conn, src, spec, discovery)
+        kb.store.set_meta("embedder", model, conn)
+        kb.store.set_meta("dimension", str(dimension), conn)
+        _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root)
+        kb.store.prune_embeddings(conn)
+    timings["commit"] = time.perf_counter() - t
+    stage("committed")
+
+    # After the commit: the top-level manifest mirrors the current one; old generations go.
+    Manifest.read(folder / "manifest.json").write(kb.index_dir / "manifest.json")
+    collect_garbage(kb.index_dir, keep=[number] + ([current] if current is not None else []))
+    kb.reload_if_changed()
+    _publish_if_shared(kb, stage, timings)
+    written = sum(len(p.chunks) for p in pending)
+    return _report(seen, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings,
+                   discovery.version)
 
 
 def _embedder_for(kb: KnowledgeBase, new_chunks: list[Chunk], gone: set[str]) -> str:
@@ -348,13 +393,40 @@ def _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root) -> Non
         kb.store.log(conn, run_id, item.doc.id, item.status, f"{len(item.chunks)} chunks")
     for item in failed:
         kb.store.log(conn, run_id, item.path, "failed", item.reason)
+    for item in pending:
+        for warning in document_warnings(item.doc):
+            kb.store.log(conn, run_id, item.doc.id, "warning", warning)
     for rel in deleted:
         kb.store.log(conn, run_id, rel, "deleted")
 
 
-def _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, generation, run_id, root, timings):
+def _record_source(kb, conn, src, spec, discovery) -> None:
+    """What the next run (and `slm retrain`) needs: the spec (the folder resolved), the source's state, its version."""
+    kb.store.set_meta(SPEC_KEY, replace(spec, uri=src.uri).to_json(), conn)
+    kb.store.set_meta(STATE_KEY, src.state() or "", conn)
+    kb.store.set_meta(VERSION_KEY, discovery.version or "", conn)
+
+
+def document_warnings(doc: Document) -> list[str]:
+    """What a reader of the ingest report should check about a document that did load."""
+    from slm.loaders.ocr import confidence_of
+
+    out = []
+    low = doc.metadata.get("ocr_low_confidence_pages")
+    if low:
+        scores = confidence_of(doc.metadata)
+        detail = ", ".join(f"{p} ({scores.get(p, 0):.0f}%)" for p in low.split(","))
+        out.append(f"low OCR confidence on page {detail}: check the scan or its language (sidecar `language:`)")
+    skipped = doc.metadata.get("ocr_skipped_pages")
+    if skipped:
+        out.append(f"{len(skipped.split(','))} scanned pages not OCR'd (ingest.ocr_max_pages)")
+    return out
+
+
+def _report(seen, pending, unchanged, deleted, failed, written, t0, embedded, generation, run_id, root, timings,
+            version=None):
     return IngestReport(
-        seen=len(paths),
+        seen=seen,
         added=sum(1 for p in pending if p.status == "added"),
         changed=sum(1 for p in pending if p.status == "changed"),
         unchanged=len(unchanged),
@@ -367,6 +439,8 @@ def _report(paths, pending, unchanged, deleted, failed, written, t0, embedded, g
         run_id=run_id,
         root=str(root),
         timings=timings,
+        version=version,
+        warnings=tuple(FailedFile(p.doc.id, w) for p in pending for w in document_warnings(p.doc)),
     )
 
 

@@ -87,7 +87,7 @@ class LogEntry:
     run_id: str
     time: float
     path: str
-    status: str  # added | changed | unchanged | deleted | failed | run
+    status: str  # added | changed | unchanged | deleted | failed | warning | run
     reason: str | None
 
 

@@ -26,6 +26,27 @@ class PageSpan:
 
 
 @dataclass(frozen=True)
+class TableSpan:
+    """A table in a document's text (Markdown, one row a line), with the page and the box it was read from
+    (PDF points from the page's top-left corner: x0, top, x1, bottom) so a citation can point at it."""
+
+    start: int
+    end: int
+    page: int | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+    @property
+    def anchor(self) -> str | None:
+        """A PDF open-parameters fragment (`page=N&viewrect=left,top,width,height`) viewers scroll to."""
+        if self.page is None:
+            return None
+        if self.bbox is None:
+            return f"page={self.page}"
+        x0, top, x1, bottom = (round(v) for v in self.bbox)
+        return f"page={self.page}&viewrect={x0},{top},{x1 - x0},{bottom - top}"
+
+
+@dataclass(frozen=True)
 class Document:
     """A loaded source file. `id` is stable: the path relative to the ingested root, POSIX style."""
 
@@ -39,6 +60,7 @@ class Document:
     pages: tuple[PageSpan, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     language: str = ""  # en | zh | id | other (slm.text.language); "" when not known (records made before it)
+    tables: tuple[TableSpan, ...] = ()  # kept whole in one chunk where they fit
 
 
 @dataclass(frozen=True)

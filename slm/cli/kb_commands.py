@@ -19,27 +19,42 @@ def register(app: typer.Typer) -> None:
 
 
 def ingest_command(
-    root: Path = typer.Argument(..., help="Folder (or file) of documents to ingest."),
+    source: str = typer.Argument(
+        ...,
+        help="A folder (or file), https://… (one page; a site with --crawl), s3://bucket/prefix, "
+        "or git+https://…@ref / git+file://…@ref.",
+    ),
+    crawl: bool = typer.Option(False, "--crawl", help="Follow same-origin links from the https:// page given."),
+    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Crawl at most N pages (default ingest.crawl_max_pages)."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Follow links at most D clicks deep (default ingest.crawl_max_depth)."),
+    endpoint_url: Optional[str] = typer.Option(
+        None, "--endpoint-url", help="An S3-compatible store (MinIO, Ceph …); credentials from the AWS environment or credentials file."
+    ),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-read and re-embed everything (e.g. after changing the embedder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     kb: Optional[Path] = KbOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Ingest a folder into the knowledge base; re-runs touch only changed files."""
+    """Ingest a folder, a website, a bucket or a Git repository; re-runs touch only changed documents."""
+    from slm.connectors.spec import SourceSpec
     from slm.ingest import ingest
     from slm.kb import KnowledgeBase
 
     settings = settings_from(kb, config)
+    spec = SourceSpec(source, crawl=crawl, max_pages=max_pages, max_depth=max_depth, endpoint_url=endpoint_url)
     with KnowledgeBase.open(settings.kb, settings, create=True, check_embedder=not rebuild) as base:
-        report = ingest(root, base, progress=not quiet, rebuild=rebuild)
+        report = ingest(spec, base, progress=not quiet, rebuild=rebuild)
+    version = f" at {report.version[:12]}" if report.version else ""
     typer.echo(
-        f"ingested {report.root} into {settings.kb}: {report.seen} files seen, {report.added} added, "
+        f"ingested {report.root}{version} into {settings.kb}: {report.seen} documents seen, {report.added} added, "
         f"{report.changed} changed, {report.unchanged} unchanged, {report.deleted} deleted, "
         f"{len(report.failed)} failed; {report.chunks_written} chunks written "
         f"({report.embedded} embedded) in {report.seconds:.1f} s"
     )
     for item in report.failed:
         typer.echo(f"  failed: {item.path}: {item.reason}")
+    for item in report.warnings:
+        typer.echo(f"  warning: {item.path}: {item.reason}")
 
 
 def search_command(

@@ -22,8 +22,9 @@ def _pipeline():
 
 
 def retrain(
-    root: Optional[Path] = typer.Option(
-        None, "--root", help="Source folder of the documents (default: the folder the KB was last ingested from)."
+    root: Optional[str] = typer.Option(
+        None, "--root", help="Source of the documents: a folder, https://…, s3://…, git+…@ref "
+        "(default: the source the KB was last ingested from, with its options)."
     ),
     watch: bool = typer.Option(False, "--watch", help="Keep polling the source folder; run a pass on each change."),
     history: bool = typer.Option(False, "--history", help="Print the reports of past runs and exit."),

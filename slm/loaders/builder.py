@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from slm.types import PageSpan, Section
+from slm.types import PageSpan, Section, TableSpan
 
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
@@ -29,6 +29,7 @@ class Parsed:
     sections: tuple[Section, ...] = ()
     pages: tuple[PageSpan, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    tables: tuple[TableSpan, ...] = ()
 
 
 def sections_from_headings(headings: list[Heading], text: str) -> tuple[Section, ...]:

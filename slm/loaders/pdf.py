@@ -1,21 +1,96 @@
-"""PDF loader (pypdf): one text with page spans, so a chunk knows the page it starts on; the PDF's
-outline (bookmarks), where it has one, gives the sections."""
+"""PDF loader: pdfplumber reads each page top to bottom, tables (ruled cells) become Markdown tables with
+their page and bounding box; a page without a usable text layer is OCR'd (see `ocr`); pypdf gives the
+outline (bookmarks) as sections, the title and the declared language. Page spans let a chunk cite its page."""
 
 from __future__ import annotations
 
 import io
 import logging
 import re
+import unicodedata
+from dataclasses import dataclass
 
 from slm.errors import DocumentError
 from slm.loaders.builder import Heading, Parsed, sections_from_headings
-from slm.types import PageSpan
+from slm.loaders.ocr import OcrOptions, ocr_page_images
+from slm.loaders.tables import markdown_table
+from slm.types import PageSpan, TableSpan
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_CID = re.compile(r"\(cid:\d+\)")
+MIN_LAYER_CHARS = 20  # a page with fewer characters than this but with an image on it is read as a scan
+PARAGRAPH_GAP = 0.8  # a vertical gap above this share of the line height starts a new paragraph
 
 
-def _page_text(page) -> str:
-    text = page.extract_text() or ""
+@dataclass(frozen=True)
+class _Block:
+    top: float
+    text: str
+    table: tuple[float, float, float, float] | None = None  # bbox when the block is a table
+    gap_before: bool = False
+
+
+def garbage_share(text: str) -> float:
+    """Share of a text layer that is not readable text: `(cid:N)` glyphs with no Unicode mapping, U+FFFD,
+    private-use and control characters (what a PDF with broken font encodings extracts to)."""
+    stripped = "".join(text.split())
+    if not stripped:
+        return 1.0
+    bad = sum(len(m) for m in _CID.findall(stripped))
+    rest = _CID.sub("", stripped)
+    bad += sum(1 for ch in rest if ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cc", "Cs"))
+    return bad / len(stripped)
+
+
+def needs_ocr(text: str, has_images: bool) -> bool:
+    """No usable text layer: (almost) no text over an image (a scan), or mostly undecodable glyphs."""
+    chars = len("".join(text.split()))
+    if chars < MIN_LAYER_CHARS:
+        return has_images
+    return garbage_share(text) > 0.3
+
+
+def _page_blocks(page) -> list[_Block]:
+    """Text lines and tables of one page in reading order (top to bottom)."""
+    tables = []
+    if page.lines or page.rects:  # the lattice strategy needs ruling lines: skip the search on plain pages
+        for table in page.find_tables():
+            rows = table.extract()
+            if len(rows) >= 2 and max(len(r) for r in rows) >= 2:
+                tables.append((table.bbox, rows))
+    rest = page
+    for bbox, _ in tables:
+        rest = rest.outside_bbox(bbox)
+    blocks: list[_Block] = []
+    previous_bottom = None
+    for line in rest.extract_text_lines(return_chars=False):
+        text = line["text"].strip()
+        if not text:
+            continue
+        height = max(1.0, line["bottom"] - line["top"])
+        gap = previous_bottom is not None and line["top"] - previous_bottom > PARAGRAPH_GAP * height
+        blocks.append(_Block(line["top"], text, gap_before=gap))
+        previous_bottom = line["bottom"]
+    for bbox, rows in tables:
+        text = markdown_table(rows)
+        if text:
+            blocks.append(_Block(bbox[1], text, table=tuple(float(v) for v in bbox)))
+    return sorted(blocks, key=lambda b: b.top)
+
+
+def _assemble(blocks: list[_Block], page_number: int, offset: int, tables: list[TableSpan]) -> str:
+    out = ""
+    for i, block in enumerate(blocks):
+        if out:
+            paragraph = block.table is not None or blocks[i - 1].table is not None or block.gap_before
+            out += "\n\n" if paragraph else "\n"
+        if block.table is not None:
+            tables.append(TableSpan(offset + len(out), offset + len(out) + len(block.text), page_number, block.table))
+        out += block.text
+    return out
+
+
+def _clean(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_RUNS.sub("\n\n", text).strip("\n")
@@ -35,36 +110,77 @@ def _outline(reader, items, level: int, out: list[tuple[int, str, int]]) -> None
             out.append((level, title, page_index))
 
 
-def load_pdf(raw: bytes) -> Parsed:
+def _declared_language(reader) -> str | None:
+    try:
+        value = reader.trailer["/Root"].get("/Lang")
+        return str(value) if value else None
+    except Exception:  # a damaged catalog: no language, not a failed file
+        return None
+
+
+def load_pdf(raw: bytes, options: OcrOptions | None = None) -> Parsed:
+    import pdfplumber
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
-    # pypdf logs (even at ERROR) every oddity it recovers from; we report what matters ourselves.
-    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+    options = options or OcrOptions()
+    # pypdf and pdfminer log (even at ERROR) every oddity they recover from; we report what matters ourselves.
+    for name in ("pypdf", "pdfminer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if not raw.lstrip().startswith(b"%PDF"):
         raise DocumentError("corrupt PDF: the file does not start with a %PDF header")
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise DocumentError("encrypted PDF: remove the password before ingesting")
-        page_texts = [_page_text(page) for page in reader.pages]
+        count = len(reader.pages)
     except DocumentError:
         raise
     except PyPdfError as exc:
         raise DocumentError(f"corrupt PDF: {exc}") from exc
     except Exception as exc:  # pypdf on damaged input raises almost anything (zlib, NotImplementedError, ...)
         raise DocumentError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+    if count > options.pdf_max_pages:
+        raise DocumentError(f"too many pages: {count} > limit {options.pdf_max_pages} (ingest.pdf_max_pages)")
+    language = options.language or _declared_language(reader)
+
+    page_texts: list[str] = []
+    page_blocks: list[list[_Block]] = []
+    scanned: list[int] = []  # 0-based indexes of pages to OCR
+    try:
+        with pdfplumber.open(io.BytesIO(raw)) as pdf:
+            for index, page in enumerate(pdf.pages):
+                blocks = _page_blocks(page)
+                layer = "\n".join(b.text for b in blocks)
+                if options.ocr and needs_ocr(layer, bool(page.images)):
+                    scanned.append(index)
+                page_blocks.append(blocks)
+                page_texts.append(layer)
+            ocr = ocr_page_images(pdf, scanned, options, language) if scanned else None
+    except DocumentError:
+        raise
+    except Exception as exc:  # pdfminer on damaged input raises almost anything
+        raise DocumentError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
+
     parts: list[str] = []
     pages: list[PageSpan] = []
+    tables: list[TableSpan] = []
     offset = 0
-    for number, page_text in enumerate(page_texts, start=1):
+    for number, blocks in enumerate(page_blocks, start=1):
         if parts:
             parts.append("\n\n")
             offset += 2
+        if ocr is not None and (number - 1) in ocr.pages:
+            page_text = _clean(ocr.pages[number - 1].text)
+        else:
+            page_tables: list[TableSpan] = []
+            page_text = _assemble(blocks, number, offset, page_tables)
+            tables += page_tables
         pages.append(PageSpan(number, offset, offset + len(page_text)))
         parts.append(page_text)
         offset += len(page_text)
     text = "".join(parts)
+
     headings: list[Heading] = []
     try:
         bookmarks: list[tuple[int, str, int]] = []
@@ -82,10 +198,17 @@ def load_pdf(raw: bytes) -> Parsed:
         title = (reader.metadata.title or "").strip() if reader.metadata else None
     except Exception:
         title = None
+    metadata = {"pages": str(len(pages))}
+    if tables:
+        metadata["tables"] = str(len(tables))
+    if ocr is not None:
+        metadata.update(ocr.metadata())
     return Parsed(
         text=text,
         title=title or (bookmarks[0][1] if bookmarks else None),
         sections=sections_from_headings(headings, text),
         pages=tuple(pages),
-        metadata={"pages": str(len(pages))},
+        metadata=metadata,
+        tables=tuple(tables),
     )
+

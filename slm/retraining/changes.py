@@ -41,31 +41,29 @@ class ChangeSet:
         return cls(tuple(data.get("added", ())), tuple(data.get("modified", ())), tuple(data.get("deleted", ())))
 
 
-def detect_changes(root: Path, kb: Any) -> ChangeSet:
-    """Compare the files under `root` with the store by the same fingerprint ingestion uses (bytes,
-    sidecar, chunking/access settings). Reads only; `slm.ingest.ingest` then re-reads exactly these."""
-    from slm.documents import discover
-    from slm.ingest import file_fingerprint, settings_signature  # the one definition of "changed"
+def detect_changes(source: Any, kb: Any) -> ChangeSet:
+    """Compare what the source lists (a folder, a site, a bucket, a repository) with the store by the same
+    fingerprint ingestion uses. Reads only; `slm.ingest.ingest` then re-reads exactly these."""
+    from slm.connectors.spec import as_spec
+    from slm.ingest import open_kb_source, settings_signature, stored_fingerprint  # the one definition of "changed"
 
-    root = Path(root).expanduser().resolve()
-    settings = kb.settings.ingest
     known = kb.store.fingerprints()
     signature = settings_signature(kb)
+    src = open_kb_source(kb, as_spec(source))
+    try:
+        discovery = src.discover()
+    finally:
+        src.close()
     added: list[str] = []
     modified: list[str] = []
-    seen: set[str] = set()
-    for path in discover(root, settings.include, settings.exclude):
-        rel = path.relative_to(root).as_posix() if path != root else path.name
-        seen.add(rel)
-        try:
-            fingerprint = file_fingerprint(path, signature)
-        except OSError:
-            fingerprint = None  # unreadable now: ingestion will record the failure
-        if rel not in known:
-            added.append(rel)
-        elif known[rel] != fingerprint:
-            modified.append(rel)
-    deleted = sorted(set(known) - seen)
+    current = {item.id: stored_fingerprint(item, signature) for item in discovery.items}
+    current.update({f.id: None for f in discovery.failed})  # unreadable now: ingestion will record the failure
+    for doc_id, fingerprint in current.items():
+        if doc_id not in known:
+            added.append(doc_id)
+        elif known[doc_id] != fingerprint:
+            modified.append(doc_id)
+    deleted = sorted(set(known) - set(current))
     return ChangeSet(tuple(sorted(added)), tuple(sorted(modified)), tuple(deleted))
 
 
@@ -97,14 +95,21 @@ def chunk_counts(store: Any, doc_ids: Sequence[str]) -> tuple[int, int]:
 
 class SourceWatcher:
     """Polls a folder by (size, mtime) of every file: cheap enough to run every few seconds; a content
-    hash comparison (detect_changes) decides what really changed."""
+    hash comparison (detect_changes) decides what really changed. A remote source (`settings` given) is
+    polled by its listing's fingerprints (object ETags, blob ids, conditional GETs)."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._last: dict[str, tuple[int, int]] | None = None
+    def __init__(self, root: Any, settings: Any = None):
+        from slm.connectors.spec import as_spec
 
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        out: dict[str, tuple[int, int]] = {}
+        self.spec = as_spec(root)
+        self.root = Path(self.spec.uri) if self.spec.kind == "folder" else None
+        self.settings = settings
+        self._last: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        if self.root is None:
+            return self._remote_snapshot()
+        out: dict[str, Any] = {}
         for folder, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
@@ -115,6 +120,18 @@ class SourceWatcher:
                     continue
                 out[path.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime_ns)
         return out
+
+    def _remote_snapshot(self) -> dict[str, Any]:
+        from slm.connectors.spec import open_source
+        from slm.ingest import SOURCES_DIR
+
+        # The KB's own cache folder: a Git mirror is fetched, not cloned again, on every poll.
+        src = open_source(self.spec, self.settings.ingest, cache_dir=Path(self.settings.kb) / SOURCES_DIR)
+        try:
+            discovery = src.discover()
+        finally:
+            src.close()
+        return {item.id: item.fingerprint for item in discovery.items} | {f.id: f.reason for f in discovery.failed}
 
     def changed(self) -> bool:
         """True on the first call and whenever a file appeared, vanished or was touched since the last."""

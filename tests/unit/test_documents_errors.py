@@ -105,7 +105,7 @@ def test_bad_front_matter_and_bad_sidecar_fail_loudly(tmp_path):
 
 
 def test_discover_filters_and_skips_sidecars(tmp_path):
-    for rel in ["a.md", "b.HTML", "c.png", "sub/d.txt", "sub/d.txt.meta.yaml", ".hidden/e.md", "_static/f.html", "g.pdf"]:
+    for rel in ["a.md", "b.HTML", "c.exe", "sub/d.txt", "sub/d.txt.meta.yaml", ".hidden/e.md", "_static/f.html", "g.pdf"]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
