@@ -20,6 +20,9 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _CID = re.compile(r"\(cid:\d+\)")
 MIN_LAYER_CHARS = 20  # a page with fewer characters than this but with an image on it is read as a scan
 PARAGRAPH_GAP = 0.8  # a vertical gap above this share of the line height starts a new paragraph
+# A gap wider than this share of the font size separates words. pdfplumber's default (3 points, any size)
+# glued the words of justified LaTeX text together ("Nowyouareintheshell") in the Debian Reference PDF.
+_TEXT_OPTIONS = {"x_tolerance_ratio": 0.15}
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,33 @@ def needs_ocr(text: str, has_images: bool) -> bool:
     return garbage_share(text) > 0.3
 
 
+def _side_edges(page) -> list[dict]:
+    """Left and right edges for tables ruled by horizontal lines only between rows (LaTeX, DocBook):
+    each stack of three or more overlapping horizontal rules gets a vertical edge at both ends, so the
+    lattice strategy finds its cells. Its inner column rules are the PDF's own."""
+    rules = sorted((line for line in page.lines if abs(line["top"] - line["bottom"]) < 1 and line["x1"] - line["x0"] > 20),
+                   key=lambda line: line["top"])
+    stacks: list[dict] = []
+    for line in rules:
+        last = stacks[-1] if stacks else None
+        if last and line["top"] - last["bottom"] < 24 and line["x0"] < last["x1"] and line["x1"] > last["x0"]:
+            last.update(x0=min(last["x0"], line["x0"]), x1=max(last["x1"], line["x1"]), bottom=line["top"])
+            last["rules"] += 1
+        else:
+            stacks.append({"x0": line["x0"], "x1": line["x1"], "top": line["top"], "bottom": line["top"], "rules": 1})
+    return [
+        {"x0": x, "x1": x, "top": s["top"], "bottom": s["bottom"], "width": 0, "height": s["bottom"] - s["top"],
+         "object_type": "line"}
+        for s in stacks if s["rules"] >= 3 for x in (s["x0"], s["x1"])
+    ]
+
+
 def _page_blocks(page) -> list[_Block]:
     """Text lines and tables of one page in reading order (top to bottom)."""
     tables = []
     if page.lines or page.rects:  # the lattice strategy needs ruling lines: skip the search on plain pages
-        for table in page.find_tables():
-            rows = table.extract()
+        for table in page.find_tables({"explicit_vertical_lines": _side_edges(page)}):
+            rows = table.extract(**_TEXT_OPTIONS)
             if len(rows) >= 2 and max(len(r) for r in rows) >= 2:
                 tables.append((table.bbox, rows))
     rest = page
@@ -63,7 +87,7 @@ def _page_blocks(page) -> list[_Block]:
         rest = rest.outside_bbox(bbox)
     blocks: list[_Block] = []
     previous_bottom = None
-    for line in rest.extract_text_lines(return_chars=False):
+    for line in rest.extract_text_lines(return_chars=False, **_TEXT_OPTIONS):
         text = line["text"].strip()
         if not text:
             continue

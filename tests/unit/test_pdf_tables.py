@@ -34,6 +34,14 @@ def test_pdf_table_is_markdown_in_reading_order_with_page_and_box(tmp_path):
     assert table.anchor.startswith("page=1&viewrect=")
 
 
+def test_table_ruled_between_rows_only_is_found(tmp_path):
+    """LaTeX/DocBook tables (the Debian Reference's) have row rules and inner column rules, no outer sides."""
+    doc = _load(make_table_pdf(tmp_path / "latex.pdf", rules="rows"), tmp_path)
+    assert len(doc.tables) == 1
+    rows = doc.text[doc.tables[0].start : doc.tables[0].end].split("\n")
+    assert rows[2:] == [f"| {' | '.join(r)} |" for r in TABLE_ROWS[1:]]
+
+
 def test_table_rows_never_split_across_chunks_where_the_table_fits(tmp_path):
     doc = _load(make_table_pdf(tmp_path / "long.pdf", filler_paragraphs=6), tmp_path)
     table = doc.tables[0]
