@@ -3,8 +3,8 @@
     python scripts/import_graph.py            # cycles and layer violations, exit status says
     python scripts/import_graph.py --edges    # every edge, `a -> b`, for a diagram
 
-Every import counts, the lazy ones inside functions included (a lazy import still ties two modules);
-only imports under `if TYPE_CHECKING:` are left out, since they never run.
+Every import counts, the lazy ones inside functions and `importlib.import_module("literal")` included (a
+lazy import still ties two modules); only imports under `if TYPE_CHECKING:` are left out, since they never run.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def imported_modules(tree: ast.AST, here: str, is_package: bool, known: set[str]
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found.add(alias.name)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)  # importlib.import_module("pipelines.retrain") is an import too
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
