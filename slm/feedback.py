@@ -86,8 +86,9 @@ class FeedbackStore:
             raise KnowledgeBaseError(f"cannot open {self.path}: {exc}") from exc
         return conn
 
-    def record(self, answer: Answer, rating: str, *, user: str | None = None, comment: str = "") -> int:
-        """Store a rating of `answer`; returns the new row id."""
+    def record(self, answer: Answer, rating: str, *, user: str | None, comment: str = "") -> int:
+        """Store `user`'s rating of `answer`; returns the new row id. `user` has no default so that every
+        caller says whose rating it is (the chat passes its authenticated user; None: nobody logged in)."""
         if rating not in RATINGS:
             raise SlmError(f"rating must be one of {', '.join(RATINGS)}, not {rating!r}")
         citations = json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False)

@@ -21,8 +21,9 @@ from slm.errors import AccessDenied, ConfigError
 from slm.feedback import FeedbackStore
 from slm.sources import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibrary, SourceNotFound, load_source, render_source_page
 from slm.webui import render
-from slm.webui.auth import check_bind, header_user, is_loopback, login_mode, viewer_for
-from slm.webui.chat import ChatController, Entry, FeedbackSink, StreamingAnswerer
+from slm.webui.auth import LOCAL_USER, Viewer, check_bind, header_user, is_loopback, login_mode, viewer_for
+from slm.webui.chat import ChatController, FeedbackSink, Owner, StreamingAnswerer
+from slm.webui.sessions import BrowserCookie, SessionBinding, browser_of
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ def build_parts(
     return Parts(answerer=answerer, feedback=feedback, library=library, kb=kb)
 
 
+def chat_controller(parts: Parts) -> ChatController:
+    """The controller (and the conversations it keeps) over the parts."""
+    return ChatController(parts.answerer, parts.feedback, refresh=getattr(parts.kb, "reload_if_changed", None))
+
+
 def _request_user(request: Any) -> str | None:
     """The user Gradio authenticated for this request (password login or the trusted-header dependency)."""
     return getattr(request, "username", None) if request is not None else None
@@ -92,13 +98,15 @@ def build_app(
     answerer: StreamingAnswerer | None = None,
     feedback: FeedbackSink | None = None,
     parts: Parts | None = None,
+    controller: ChatController | None = None,
 ):
-    """The Gradio Blocks of the chat (mount it with `create_server` to get the source viewer too)."""
+    """The Gradio Blocks of the chat (mount it with `create_server` to get the source viewer too and the
+    guards that keep Gradio's session ids to the browser and login that started them)."""
 
     if parts is None:
         parts = build_parts(settings, answerer=answerer, feedback=feedback, need_library=False)
-    refresh = getattr(parts.kb, "reload_if_changed", None)
-    controller = ChatController(parts.answerer, parts.feedback, refresh=refresh)
+    if controller is None:
+        controller = chat_controller(parts)
     ui, access = settings.ui, settings.access
     # Answers from the real KB are audited (access.audit_log); injected test parts are not.
     audit = audit_log_for(settings) if parts.kb is not None else None
@@ -111,50 +119,67 @@ def build_app(
         except AccessDenied:
             return None
 
-    def ask(question: str, entries: list[Entry], k: float, rerank: bool, request: gr.Request):
+    def seat(request: Any) -> tuple[Viewer, Owner, str] | None:
+        """Who asks (from the server's login, never from the client) and which of their conversations."""
         viewer = viewer_or_none(request)
         if viewer is None:
-            yield gr.skip(), gr.skip(), entries, gr.skip(), "Log in first."
+            return None
+        owner = Owner(user=viewer.user, browser=browser_of(getattr(request, "cookies", None)))
+        return viewer, owner, str(getattr(request, "session_hash", None) or "")
+
+    def ask(question: str, k: float, rerank: bool, request: gr.Request):
+        found = seat(request)
+        if found is None:
+            yield gr.skip(), gr.skip(), gr.skip(), "Log in first."
             return
+        viewer, owner, session = found
         first = True
-        before = len(entries or [])
-        for view in controller.ask(
-            question, entries or [], audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
-        ):
-            if len(view.entries) > before and view.entries[-1].answer is not None:  # the final view
-                record_answer(audit, Caller(who=viewer.user, channel="ui", audiences=viewer.audiences),
-                              view.entries[-1].answer)
+        views = controller.ask(
+            owner, session, question, audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
+        )
+        for view in views:
+            if view.answered is not None:
+                record_answer(audit, Caller(who=viewer.user, channel="ui", audiences=viewer.audiences), view.answered)
             # The question box empties as soon as the question is taken.
             sources_update = gr.skip() if view.sources is None else view.sources
-            yield view.messages, sources_update, view.entries, ("" if first else gr.skip()), view.status
+            yield view.messages, sources_update, ("" if first else gr.skip()), view.status
             first = False
 
     def rate(rating: str):
-        def handler(entries: list[Entry], comment: str, request: gr.Request):
-            viewer = viewer_or_none(request)
-            if viewer is None:
+        def handler(comment: str, request: gr.Request):
+            found = seat(request)
+            if found is None:
                 return "Log in first.", comment
-            status = controller.rate(entries or [], None, rating, user=viewer.user, comment=comment or "")
-            return status, ""
+            _, owner, session = found
+            return controller.rate(owner, session, None, rating, comment=comment or ""), ""
 
         return handler
 
-    def on_like(entries: list[Entry], data: gr.LikeData, request: gr.Request):
-        viewer = viewer_or_none(request)
-        if viewer is None:
+    def on_like(data: gr.LikeData, request: gr.Request):
+        found = seat(request)
+        if found is None:
             return "Log in first."
         if data.liked not in (True, False):
             return gr.skip()
+        _, owner, session = found
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        return controller.rate(entries or [], int(index) // 2, "up" if data.liked else "down", user=viewer.user)
+        return controller.rate(owner, session, int(index) // 2, "up" if data.liked else "down")
 
-    def on_select(entries: list[Entry], data: gr.SelectData):
+    def on_select(data: gr.SelectData, request: gr.Request):
+        found = seat(request)
+        if found is None:
+            return gr.skip()
+        _, owner, session = found
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        panel = controller.sources_at(entries or [], int(index))
+        panel = controller.sources_at(owner, session, int(index))
         return gr.skip() if panel is None else panel
 
-    def new_conversation():
-        return [], render.sources_html(None), [], ""
+    def new_conversation(request: gr.Request):
+        found = seat(request)
+        if found is not None:
+            _, owner, session = found
+            controller.clear(owner, session)
+        return [], render.sources_html(None), ""
 
     def who(request: gr.Request) -> str:
         viewer = viewer_or_none(request)
@@ -164,7 +189,6 @@ def build_app(
         return f"Signed in as **{render.escape_markdown(viewer.user)}** ({render.escape_markdown(seen)})"
 
     with gr.Blocks(title="Ask the documents") as blocks:
-        entries_state = gr.State([])
         with gr.Row():
             gr.Markdown("## Ask the documents")
             gr.Markdown(
@@ -211,16 +235,18 @@ def build_app(
                     )
                 sources = gr.HTML(render.sources_html(None), elem_id="sources")
 
-        ask_inputs = [question, entries_state, k, rerank]
-        ask_outputs = [chatbot, sources, entries_state, question, status]
+        # No gr.State: Gradio keys it by the client's session id. Conversations live in the controller,
+        # found by the logged-in user (see ChatController), so handlers take no conversation input.
+        ask_inputs = [question, k, rerank]
+        ask_outputs = [chatbot, sources, question, status]
         ask_button.click(ask, ask_inputs, ask_outputs, concurrency_id="answer")
         question.submit(ask, ask_inputs, ask_outputs, concurrency_id="answer")
-        up.click(rate("up"), [entries_state, comment], [status, comment])
-        down.click(rate("down"), [entries_state, comment], [status, comment])
-        chatbot.like(on_like, [entries_state], [status])
-        chatbot.select(on_select, [entries_state], [sources])  # click an earlier answer: its sources
-        clear.click(new_conversation, None, [chatbot, sources, entries_state, status])
-        chatbot.clear(new_conversation, None, [chatbot, sources, entries_state, status])
+        up.click(rate("up"), [comment], [status, comment])
+        down.click(rate("down"), [comment], [status, comment])
+        chatbot.like(on_like, None, [status])
+        chatbot.select(on_select, None, [sources])  # click an earlier answer: its sources
+        clear.click(new_conversation, None, [chatbot, sources, status])
+        chatbot.clear(new_conversation, None, [chatbot, sources, status])
         blocks.load(who, None, signed_in)
     return blocks
 
@@ -279,7 +305,8 @@ def create_server(
     parts = build_parts(settings, answerer=answerer, feedback=feedback, library=library, kb=kb)
     if parts.library is None:
         raise ConfigError("the chat needs a knowledge base to show sources: give it a KB or a chunk library")
-    blocks = build_app(settings, parts=parts)
+    controller = chat_controller(parts)
+    blocks = build_app(settings, parts=parts, controller=controller)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     mounted: dict[str, Any] = {}
 
@@ -322,9 +349,21 @@ def create_server(
     blocks.queue(default_concurrency_limit=1)
     gr.mount_gradio_app(app, blocks, path="/", css=CSS, footer_links=[], ssr_mode=False, **auth_kwargs)
     mounted["gradio"] = _gradio_sub_app(app)
+
+    def owner_of(scope: dict) -> Owner | None:
+        request = Request(scope)
+        user = request_user(request)
+        if user is None and mode != "local":
+            return None
+        return Owner(user=user or LOCAL_USER, browser=browser_of(request.cookies))
+
+    # Outermost last: refuse other machines (no login), then give the browser its id, then bind sessions.
+    app.add_middleware(SessionBinding, owner_of=owner_of)
+    app.add_middleware(BrowserCookie)
     if mode == "local":
         app.add_middleware(LoopbackOnly)
     app.state.parts = parts
+    app.state.chat = controller
     return app
 
 

@@ -1,18 +1,24 @@
-"""The chat's behaviour without any Gradio: a conversation of entries, streamed answers, ratings.
-The Gradio layer (slm.webui.app) only wires these to components, so the logic is tested directly."""
+"""The chat's behaviour without any Gradio: conversations of entries kept per owner, streamed answers,
+ratings. The Gradio layer (slm.webui.app) only wires these to components, so the logic is tested directly."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.errors import SlmError
 from slm.prompting import Turn
 from slm.types import Answer
 from slm.webui import render
+from slm.webui.conversations import ConversationStore, Entry, Owner
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ChatController", "ChatView", "Entry", "FeedbackSink", "Owner", "StreamingAnswerer"]
+
+# A refused question is echoed in the transcript only this far: it may have been refused for its size.
+ERROR_QUESTION_PREVIEW = 2000
 
 
 class StreamingAnswerer(Protocol):
@@ -31,17 +37,7 @@ class StreamingAnswerer(Protocol):
 
 
 class FeedbackSink(Protocol):
-    def record(self, answer: Answer, rating: str, *, user: str | None = None, comment: str = "") -> int: ...
-
-
-@dataclass
-class Entry:
-    """One question of the conversation and what came back (an Answer, or an error to show)."""
-
-    question: str
-    answer: Answer | None = None
-    error: str | None = None
-    feedback: list[int] = field(default_factory=list)  # ids of feedback rows about this answer
+    def record(self, answer: Answer, rating: str, *, user: str | None, comment: str = "") -> int: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +48,7 @@ class ChatView:
     sources: str | None  # None: unchanged since the previous view
     entries: list[Entry]
     status: str = ""
+    answered: Answer | None = None  # set on the final view of a question that got an answer
 
 
 def history_of(entries: Sequence[Entry]) -> list[Turn]:
@@ -81,12 +78,22 @@ def messages_of(entries: Sequence[Entry], pending: tuple[str, str] | None = None
 
 
 class ChatController:
-    """Runs questions through the answerer for one viewer at a time and records ratings."""
+    """Runs questions through the answerer and records ratings. Every method takes the Owner (the
+    authenticated user, from the server side) and the session: a conversation is only ever looked up
+    in its owner's namespace, so a session id copied from someone else names an empty conversation."""
 
-    def __init__(self, answerer: StreamingAnswerer, feedback: FeedbackSink, *, refresh: Callable[[], Any] | None = None):
+    def __init__(
+        self,
+        answerer: StreamingAnswerer,
+        feedback: FeedbackSink,
+        *,
+        refresh: Callable[[], Any] | None = None,
+        conversations: ConversationStore | None = None,
+    ):
         self.answerer = answerer
         self.feedback = feedback
         self.refresh = refresh  # e.g. KnowledgeBase.reload_if_changed: pick up a re-ingest without a restart
+        self.conversations = conversations if conversations is not None else ConversationStore()
 
     @property
     def model_label(self) -> str:
@@ -94,15 +101,17 @@ class ChatController:
 
     def ask(
         self,
+        owner: Owner,
+        session: str,
         question: str,
-        entries: Sequence[Entry],
         *,
         audiences: frozenset[str] | None,
         k: int | None = None,
         rerank: bool | None = None,
     ) -> Iterator[ChatView]:
-        """Stream one answer: a view after every text delta, then the final view with sources."""
-        entries = list(entries)
+        """Stream one answer in the owner's conversation: a view after every text delta, then the final
+        view with sources (the entry is stored only then)."""
+        entries = self.conversations.entries(owner, session)
         question = (question or "").strip()
         if not question:
             yield ChatView(messages_of(entries), self.sources_for(entries), entries, "Type a question first.")
@@ -122,7 +131,7 @@ class ChatController:
                     continue
                 partial += item
                 yield ChatView(messages_of(entries, (question, partial)), None, entries, "Answering…")
-        except SlmError as exc:
+        except SlmError as exc:  # e.g. the question or prompt budget, or a model server down: say why
             entry.error = str(exc)
         except Exception:  # a bug must not kill the session; the log keeps the trace
             log.exception("answering failed")
@@ -132,12 +141,18 @@ class ChatController:
                 entry.error = "the answerer ended without an answer"
             else:
                 entry.answer = final
-        entries.append(entry)
-        yield ChatView(messages_of(entries), self.sources_for(entries), entries, "")
+        if entry.error is not None and len(entry.question) > ERROR_QUESTION_PREVIEW:
+            entry.question = entry.question[:ERROR_QUESTION_PREVIEW] + " …"
+        entries = self.conversations.append(owner, session, entry)
+        yield ChatView(messages_of(entries), self.sources_for(entries), entries, "", answered=entry.answer)
 
-    @staticmethod
-    def sources_at(entries: Sequence[Entry], message_index: int) -> str | None:
-        """The sources panel for the answer at chat message `message_index` (either message of an entry)."""
+    def transcript(self, owner: Owner, session: str) -> list[dict[str, Any]]:
+        """The owner's conversation in `session` as chat messages."""
+        return messages_of(self.conversations.entries(owner, session))
+
+    def sources_at(self, owner: Owner, session: str, message_index: int) -> str | None:
+        """The sources panel for the owner's answer at chat message `message_index` (either message of an entry)."""
+        entries = self.conversations.entries(owner, session)
         index = message_index // 2
         if 0 <= index < len(entries) and entries[index].answer is not None:
             return render.sources_html(entries[index].answer)
@@ -148,10 +163,10 @@ class ChatController:
         latest = next((e.answer for e in reversed(entries) if e.answer is not None), None)
         return render.sources_html(latest)
 
-    def rate(
-        self, entries: Sequence[Entry], index: int | None, rating: str, *, user: str | None, comment: str = ""
-    ) -> str:
-        """Store a rating of entry `index` (None: the latest answer); returns the status line to show."""
+    def rate(self, owner: Owner, session: str, index: int | None, rating: str, *, comment: str = "") -> str:
+        """Store the owner's rating of their entry `index` (None: the latest answer), recorded under the
+        owner's user name; returns the status line to show."""
+        entries = self.conversations.entries(owner, session)
         answered = [i for i, e in enumerate(entries) if e.answer is not None]
         if not answered:
             return "Ask a question first, then rate its answer."
@@ -160,7 +175,11 @@ class ChatController:
         if not 0 <= index < len(entries) or entries[index].answer is None:
             return "That message has no answer to rate."
         entry = entries[index]
-        row = self.feedback.record(entry.answer, rating, user=user, comment=comment)
+        row = self.feedback.record(entry.answer, rating, user=owner.user, comment=comment)
         entry.feedback.append(row)
         word = "helpful" if rating == "up" else "not helpful"
         return f"Thanks: feedback #{row} saved (marked {word})."
+
+    def clear(self, owner: Owner, session: str) -> None:
+        """Forget the owner's conversation in `session` (a new conversation)."""
+        self.conversations.clear(owner, session)

@@ -22,7 +22,8 @@ ANSWER = Answer(question="How much leave?", text="25 days [1].", citations=(CITA
 def test_record_and_read_back_keeps_everything(tmp_path):
     store = FeedbackStore.for_kb(tmp_path)
     first = store.record(ANSWER, "up", user="alice", comment="  spot on ")
-    second = store.record(Answer(question="q?", text="I don't know from the documents.", abstained=True, model="smol"), "down")
+    refused = Answer(question="q?", text="I don't know from the documents.", abstained=True, model="smol")
+    second = store.record(refused, "down", user=None)
     rows = list(store.records())
     assert [r.id for r in rows] == [first, second]
     assert rows[0].user == "alice" and rows[0].rating == "up" and rows[0].comment == "spot on"
@@ -45,7 +46,7 @@ def test_lives_in_store_sqlite_beside_other_tables(tmp_path):
 
 def test_rejects_unknown_rating_and_missing_kb(tmp_path):
     with pytest.raises(SlmError, match="rating"):
-        FeedbackStore.for_kb(tmp_path).record(ANSWER, "meh")
+        FeedbackStore.for_kb(tmp_path).record(ANSWER, "meh", user="alice")
     with pytest.raises(KnowledgeBaseError, match="slm ingest"):
         FeedbackStore.for_kb(tmp_path / "nowhere")
 

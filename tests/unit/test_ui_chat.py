@@ -1,15 +1,20 @@
-"""The chat's behaviour (no Gradio): streaming views, history, audiences, errors, ratings."""
+"""The chat's behaviour (no Gradio): streaming views, history, audiences, errors, ratings, and
+conversations that only their owner can reach."""
 
 from __future__ import annotations
 
+from slm.errors import SlmError
 from slm.prompting import ABSTAIN_TEXT, Turn
-from slm.webui.chat import ChatController, messages_of
+from slm.webui.chat import ChatController, Owner, messages_of
+from slm.webui.conversations import ConversationStore, Entry
 from tests.unit.ui_fakes import FailingAnswerer, FakeAnswerer, MemoryFeedback
 
+ED = Owner("ed", "browser-1")
 
-def run(controller, question, entries=(), **kw):
+
+def run(controller, question, owner=ED, session="s1", **kw):
     kw.setdefault("audiences", None)
-    return list(controller.ask(question, list(entries), **kw))
+    return list(controller.ask(owner, session, question, **kw))
 
 
 def test_streams_deltas_then_a_final_view_with_sources():
@@ -32,7 +37,7 @@ def test_follow_ups_carry_the_history_and_audiences():
     answerer = FakeAnswerer()
     controller = ChatController(answerer, MemoryFeedback())
     first = run(controller, "annual leave days?", audiences=frozenset({"employees"}))[-1]
-    second = run(controller, "and carry over?", first.entries, audiences=frozenset({"employees"}))[-1]
+    second = run(controller, "and carry over?", audiences=frozenset({"employees"}))[-1]
     assert answerer.calls[1]["history"] == [
         Turn("user", "annual leave days?"),
         Turn("assistant", first.entries[0].answer.text),
@@ -44,7 +49,7 @@ def test_follow_ups_carry_the_history_and_audiences():
 def test_the_hr_document_never_reaches_an_employee():
     controller = ChatController(FakeAnswerer(), MemoryFeedback())
     as_employee = run(controller, "Band 3 salaries?", audiences=frozenset({"employees"}))[-1]
-    as_hr = run(controller, "Band 3 salaries?", audiences=frozenset({"hr"}))[-1]
+    as_hr = run(controller, "Band 3 salaries?", Owner("hanna"), audiences=frozenset({"hr"}))[-1]
     assert "Salary bands" not in as_employee.sources and "salaries" not in as_employee.messages[1]["content"]
     assert "Salary bands" in as_hr.sources
 
@@ -70,17 +75,17 @@ def test_empty_question_is_not_sent():
 def test_rating_the_latest_or_a_chosen_answer():
     feedback = MemoryFeedback()
     controller = ChatController(FakeAnswerer(), feedback)
-    assert "Ask a question first" in controller.rate([], None, "up", user="ed")
-    entries = run(controller, "annual leave?")[-1].entries
-    entries = run(controller, "carry over days?", entries)[-1].entries
-    status = controller.rate(entries, None, "down", user="ed", comment="too short")
+    assert "Ask a question first" in controller.rate(ED, "s1", None, "up")
+    run(controller, "annual leave?")
+    entries = run(controller, "carry over days?")[-1].entries
+    status = controller.rate(ED, "s1", None, "down", comment="too short")
     assert "#1" in status
     answer, rating, user, comment = feedback.rows[0]
     assert (answer.question, rating, user, comment) == ("carry over days?", "down", "ed", "too short")
-    controller.rate(entries, 0, "up", user="ed")
+    controller.rate(ED, "s1", 0, "up")
     assert feedback.rows[1][0].question == "annual leave?"
     assert entries[0].feedback == [2] and entries[1].feedback == [1]
-    assert "no answer" in controller.rate(entries, 7, "up", user="ed")
+    assert "no answer" in controller.rate(ED, "s1", 7, "up")
 
 
 def test_messages_escape_questions():
@@ -101,8 +106,54 @@ def test_refresh_runs_before_each_question():
 
 def test_sources_of_an_earlier_answer():
     controller = ChatController(FakeAnswerer(), MemoryFeedback())
-    entries = run(controller, "annual leave?")[-1].entries
-    entries = run(controller, "zzz qqq?", entries)[-1].entries  # abstains: no sources
-    assert "Leave policy" in controller.sources_at(entries, 1) and "Leave policy" in controller.sources_at(entries, 0)
-    assert "No sources were found" in controller.sources_at(entries, 3)
-    assert controller.sources_at(entries, 9) is None
+    run(controller, "annual leave?")
+    run(controller, "zzz qqq?")  # abstains: no sources
+    assert "Leave policy" in controller.sources_at(ED, "s1", 1) and "Leave policy" in controller.sources_at(ED, "s1", 0)
+    assert "No sources were found" in controller.sources_at(ED, "s1", 3)
+    assert controller.sources_at(ED, "s1", 9) is None
+
+
+def test_another_users_conversation_is_unreachable_even_with_its_session_id():
+    """Issue 14 hole 2 at the controller: alice naming bob's session gets her own (empty) conversation."""
+    feedback = MemoryFeedback()
+    controller = ChatController(FakeAnswerer(), feedback)
+    bob, alice = Owner("bob", "b-browser"), Owner("alice", "a-browser")
+    bob_final = run(controller, "Band 3 salaries?", bob, "bob-session", audiences=frozenset({"hr"}))[-1]
+    assert "Salary bands" in bob_final.sources  # bob (hr) got the restricted card
+    bob_before = controller.transcript(bob, "bob-session")
+
+    for index in range(4):
+        assert controller.sources_at(alice, "bob-session", index) is None
+    assert controller.transcript(alice, "bob-session") == []
+    assert "Ask a question first" in controller.rate(alice, "bob-session", 0, "up") and feedback.rows == []
+    views = run(controller, "and the review month?", alice, "bob-session", audiences=frozenset({"employees"}))
+    assert all("Salary" not in str(v.messages) and "Salary" not in (v.sources or "") for v in views)
+    assert controller.answerer.calls[-1]["history"] == []  # bob's turns never reach alice's prompt
+    controller.clear(alice, "bob-session")
+    # The same user in another browser (the one `local` user of the no-login mode, too) is another owner.
+    assert controller.sources_at(Owner("bob", "other-browser"), "bob-session", 1) is None
+    assert controller.transcript(bob, "bob-session") == bob_before
+    assert "Salary bands" in controller.sources_at(bob, "bob-session", 1)
+    assert "#1" in controller.rate(bob, "bob-session", None, "up") and feedback.rows[0][2] == "bob"
+
+
+def test_a_budget_error_is_a_message_in_the_chat_and_the_refused_question_is_not_kept_whole():
+    refusing = FakeAnswerer(fail=SlmError("the question is too long: at most 4000 characters"))
+    controller = ChatController(refusing, MemoryFeedback())
+    final = run(controller, "x" * 50_000)[-1]
+    assert "the question is too long" in final.messages[1]["content"] and final.answered is None
+    assert len(final.messages[0]["content"]) < 3000  # the transcript does not echo 50,000 characters
+
+
+def test_the_store_is_bounded_per_owner_in_total_and_per_conversation():
+    store = ConversationStore(max_conversations=5, max_per_owner=2, max_entries=3)
+    alice, bob = Owner("alice"), Owner("bob")
+    for session in "abc":
+        store.append(alice, session, Entry("q"))
+    assert store.entries(alice, "a") == [] and len(store.entries(alice, "c")) == 1  # her oldest went
+    for session in "wxyz":
+        store.append(Owner(session), session, Entry("q"))
+    assert len(store) == 5
+    for n in range(5):
+        store.append(bob, "s", Entry(f"q{n}"))
+    assert [e.question for e in store.entries(bob, "s")] == ["q2", "q3", "q4"]
