@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ChatController", "ChatView", "Entry", "FeedbackSink", "Owner", "StreamingAnswerer"]
 
-# A refused question is echoed in the transcript only this far: it may have been refused for its size.
-ERROR_QUESTION_PREVIEW = 2000
+# A question is echoed back only this far until it is answered (the question box holds 2000): one
+# refused for its size is not sent back or kept whole.
+QUESTION_ECHO_CHARS = 2000
+
+
+def _echo(question: str) -> str:
+    return question if len(question) <= QUESTION_ECHO_CHARS else question[:QUESTION_ECHO_CHARS] + " …"
 
 
 class StreamingAnswerer(Protocol):
@@ -117,7 +122,8 @@ class ChatController:
             yield ChatView(messages_of(entries), self.sources_for(entries), entries, "Type a question first.")
             return
         partial = ""
-        yield ChatView(messages_of(entries, (question, partial)), render.sources_html(None), entries, "Searching…")
+        shown = _echo(question)
+        yield ChatView(messages_of(entries, (shown, partial)), render.sources_html(None), entries, "Searching…")
         final: Answer | None = None
         entry = Entry(question=question)
         try:
@@ -130,7 +136,7 @@ class ChatController:
                     final = item
                     continue
                 partial += item
-                yield ChatView(messages_of(entries, (question, partial)), None, entries, "Answering…")
+                yield ChatView(messages_of(entries, (shown, partial)), None, entries, "Answering…")
         except SlmError as exc:  # e.g. the question or prompt budget, or a model server down: say why
             entry.error = str(exc)
         except Exception:  # a bug must not kill the session; the log keeps the trace
@@ -141,8 +147,8 @@ class ChatController:
                 entry.error = "the answerer ended without an answer"
             else:
                 entry.answer = final
-        if entry.error is not None and len(entry.question) > ERROR_QUESTION_PREVIEW:
-            entry.question = entry.question[:ERROR_QUESTION_PREVIEW] + " …"
+        if entry.error is not None:
+            entry.question = _echo(entry.question)
         entries = self.conversations.append(owner, session, entry)
         yield ChatView(messages_of(entries), self.sources_for(entries), entries, "", answered=entry.answer)
 

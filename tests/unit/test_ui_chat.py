@@ -140,9 +140,11 @@ def test_another_users_conversation_is_unreachable_even_with_its_session_id():
 def test_a_budget_error_is_a_message_in_the_chat_and_the_refused_question_is_not_kept_whole():
     refusing = FakeAnswerer(fail=SlmError("the question is too long: at most 4000 characters"))
     controller = ChatController(refusing, MemoryFeedback())
-    final = run(controller, "x" * 50_000)[-1]
+    views = run(controller, "x" * 50_000)
+    final = views[-1]
     assert "the question is too long" in final.messages[1]["content"] and final.answered is None
-    assert len(final.messages[0]["content"]) < 3000  # the transcript does not echo 50,000 characters
+    assert all(len(v.messages[0]["content"]) < 3000 for v in views)  # 50,000 characters are not echoed
+    assert len(controller.conversations.entries(ED, "s1")[0].question) < 3000
 
 
 def test_the_store_is_bounded_per_owner_in_total_and_per_conversation():
