@@ -133,7 +133,7 @@ def test_short_history_is_kept_whole(tiny_generator):
 
 
 def test_ui_chat_controller_shows_the_budget_error_without_answering():
-    from slm.webui.chat import ChatController
+    from slm.webui.chat import ChatController, Owner
 
     retriever = ListRetriever(list(CHUNKS))
     gen = ScriptedGenerator("never")
@@ -144,10 +144,12 @@ def test_ui_chat_controller_shows_the_budget_error_without_answering():
             return 0
 
     start = time.perf_counter()
-    views = list(ChatController(answerer, Sink()).ask("x" * ATTACK_CHARS, [], audiences=None))
+    views = list(ChatController(answerer, Sink()).ask(Owner("ed"), "session", "x" * ATTACK_CHARS, audiences=None))
     assert time.perf_counter() - start < 1.0
     entry = views[-1].entries[-1]
     assert entry.answer is None and "answering.max_question_chars" in entry.error
+    assert "answering.max_question_chars" in views[-1].messages[-1]["content"].replace("\\", "")  # shown
+    assert all(len(v.messages[0]["content"]) < 3000 for v in views)  # the question is not echoed whole
     assert retriever.queries == [] and gen.calls == []
 
 
