@@ -3,7 +3,6 @@ scheduler what happened (0 nothing changed, 3 index only, 4 promoted, 5 rejected
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Optional
 
@@ -17,8 +16,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _pipeline():
-    """The retraining recipe (pipelines/retrain.py, packaged with slm); imported late, it pulls in the trainer."""
-    return importlib.import_module("pipelines.retrain")
+    """The retraining pass (slm.retraining.run); imported late, it pulls in the trainer."""
+    from slm.retraining import run
+
+    return run
 
 
 def retrain(

@@ -2,5 +2,5 @@
 
 `changes` (what changed, since when), `policy` (index only or a new adapter), `gate` (promote or reject),
 `lock` (one run at a time), `history` (run reports in the KB), `hooks` (test hooks to kill at a stage).
-The recipe that calls them in order is `pipelines/retrain.py`.
+`run` calls them in order (one pass, or `watch`); `slm retrain` and `pipelines/retrain.py` drive it.
 """

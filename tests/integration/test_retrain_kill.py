@@ -42,7 +42,7 @@ def _retrain(config: Path, **env: str) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_lm_dir, tiny_embedder_dir):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("retrain-kill")
@@ -69,7 +69,7 @@ def _consistent(settings) -> set[str]:
 
 @pytest.mark.parametrize("stage", ["ingest:built", "train", "evaluate", "promote"])
 def test_sigkill_at_a_stage_keeps_serving_the_promoted_version(world, stage):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     settings, docs = world["settings"], world["docs"]
     registry = Registry(settings.kb / "adapters")
@@ -109,7 +109,7 @@ def test_sigkill_at_a_stage_keeps_serving_the_promoted_version(world, stage):
 
 
 def test_two_runs_at_once_are_refused(world, tmp_path):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     settings, docs = world["settings"], world["docs"]
     (docs / "leave.md").write_text(page("Annual leave", "Leave requests now go to the team lead."), encoding="utf-8")

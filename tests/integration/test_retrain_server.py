@@ -52,7 +52,7 @@ def _wait_for(check, timeout=30.0):
 
 
 def test_running_server_follows_retraining_and_rollback(tmp_path, tiny_lm_dir, tiny_embedder_dir):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     torch.set_num_threads(1)
     docs = write_pages(tmp_path / "docs")

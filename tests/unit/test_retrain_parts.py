@@ -218,7 +218,7 @@ def test_live_answerer_follows_promotion_and_rollback_without_failing_in_flight(
 def test_watch_runs_a_pass_when_a_file_changes(tmp_path, tiny_embedder_dir, tiny_lm_dir):
     import threading
 
-    from pipelines.retrain import watch
+    from slm.retraining.run import watch
     from tests.helpers.retrain_corpus import retrain_settings
 
     docs = write_pages(tmp_path / "docs")

@@ -52,7 +52,7 @@ def world(tmp_path_factory, tiny_lm_dir, tiny_embedder_dir):
 
 
 def test_documents_change_and_running_answerers_follow(world):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     settings, docs = world["settings"], world["docs"]
     first = run_pass(settings, root=docs)
@@ -96,7 +96,7 @@ def test_documents_change_and_running_answerers_follow(world):
 
 
 def test_a_worse_adapter_is_rejected_and_the_old_one_keeps_serving(world):
-    from pipelines.retrain import run_pass
+    from slm.retraining.run import run_pass
 
     settings = world["settings"]
     registry = Registry(settings.kb / "adapters")
