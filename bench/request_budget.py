@@ -79,14 +79,20 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 600
+        ready = None
+        while time.monotonic() < deadline and server.poll() is None:
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"{url}/readyz", timeout=2)
+                if ready.status_code == 200 or '"failed"' in ready.text:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
+        if ready is None or ready.status_code != 200:
+            raise SystemExit(f"server not ready: {ready.text if ready is not None else 'no answer'}\n"
+                             f"{(work / 'server.log').read_text()[-3000:]}")
+        print(f"ready after {time.monotonic() - deadline + 600:.0f} s", file=sys.stderr)
         client = httpx.Client(base_url=url, headers=headers, timeout=600)
 
         def normal() -> float:

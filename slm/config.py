@@ -144,8 +144,9 @@ class AnsweringSettings:
     max_question_chars: int = 2000
     # Everything the model is fed: system prompt + worked example + history + passages + question. Oldest
     # history turns are dropped until it fits; a question that does not fit with its passages is rejected.
-    # The default prompt (3 passages of 600 characters, the worked example, a 2,000-character question) is
-    # ~1,300 SmolLM2 tokens, so 2,048 leaves room for recent history.
+    # Measured in SmolLM2 tokens: the default prompt (3 passages of 600 characters, the worked example) is 582
+    # with a short question and 956 with a 2,000-character one, so 2,048 always leaves room for recent history
+    # (a 3,900-character turn is ~750); the 8 turns history_turns keeps, at 3,900 characters each, were 6,972.
     max_prompt_tokens: int = 2048
     # The follow-up rewrite's prompt (its own generation before retrieval): oldest turns dropped to fit; when
     # even the question does not fit, the question is used as it stands.
