@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from slm.text.language import detect_language
-from slm.text.words import CJK_CLASS, cjk_bigrams, stop_words
+from slm.text.words import CJK_CLASS, cjk_bigrams, has_cjk, stop_words
 
 FOLDER = "bm25"
 ANALYSERS_FILE = "analysers.json"  # absent in indexes built before per-language analysis: those stay English
@@ -87,7 +87,10 @@ def _chinese(texts: Sequence[str]) -> list[list[str]]:
 
 
 def analyse(texts: Sequence[str], languages: Sequence[str]) -> list[list[str]]:
-    """Token lists, each text by its language's analyser (other or unknown languages: English's)."""
+    """Token lists, each text by its language's analyser (other or unknown languages: English's). Any text
+    with CJK characters in it gets the Chinese one (a command listing in a Chinese page detects as English,
+    yet its Chinese words must not become one token per run)."""
+    languages = ["zh" if lang != "zh" and has_cjk(text) else lang for text, lang in zip(texts, languages)]
     out: list[list[str]] = [[] for _ in texts]
     for language, analyser in (("zh", _chinese), ("id", _indonesian), (None, None)):
         if language is None:

@@ -23,7 +23,8 @@ _EN = frozenset(
 _ID = frozenset(
     "yang dan di ke dari untuk dengan ini itu adalah tidak pada dalam akan atau juga oleh sebagai dapat bisa "
     "ada karena jika anda kami kita telah sudah lebih saat seperti harus hanya tersebut secara bahwa apa "
-    "bagaimana mengapa kapan dimana apakah sebuah suatu para agar namun tetapi serta setelah sebelum antara "
+    "bagaimana mengapa kenapa kapan dimana apakah berapa siapa manakah sebuah suatu para agar namun tetapi "
+    "serta setelah sebelum antara saya kami kita mereka "
     "menggunakan digunakan paket sistem berkas perintah".split()
 )
 _ZH_MIN_SHARE = 0.2  # of letters: a Chinese page full of English commands and paths is still Chinese

@@ -53,3 +53,8 @@ def test_an_index_from_before_languages_analyses_queries_as_english(tmp_path):
     assert old.query_tokens("sorting dictionaries") == list(tokenize(["sorting dictionaries"], return_ids=False)[0])
     positions, scores = old.search("sorting dictionaries", 2, allowed=np.array([True, False]))
     assert list(positions) == [0] and scores[0] > 0
+
+
+def test_cjk_inside_a_row_of_another_language_is_still_split_into_bigrams():
+    (tokens,) = analyse(["Run apt-get update, then 安装软件包 with dpkg."], ["en"])
+    assert "安装" in tokens and "安装软件包" not in tokens and "dpkg" in tokens

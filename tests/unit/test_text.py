@@ -22,6 +22,7 @@ EN = "This document answers the questions that are asked most often about Debian
         (EN, "en"),
         ("怎样安装 apt-get 和 dpkg 软件包？", "zh"),  # Chinese with commands in it
         ("Bagaimana cara memasang paket dengan apt?", "id"),
+        ("Berapa hari cuti tahunan?", "id"),  # a question word alone is enough
         ("How do I install a package with apt?", "en"),
         ("これは日本語の文章です。ひらがなとカタカナ。", "other"),
         ("12345 !!!", ""),  # nothing to go on
