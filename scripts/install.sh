@@ -61,11 +61,14 @@ if ! command -v tesseract >/dev/null 2>&1 || ! command -v git >/dev/null 2>&1 \
   fi
 fi
 
-# Tests also need Debian's Chromium (browser tests) and the full Python docs (the docs loader test).
-if [ "$want_test" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/doc/python3.11/html ]; }; then
+# Tests also need Debian's Chromium (browser tests), the full Python docs (the docs loader test), and the colour
+# emoji and CJK fonts without which headless Chromium draws the 👍/👎 buttons and Chinese answers as empty boxes.
+if [ "$want_test" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/doc/python3.11/html ] \
+    || [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; }; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium python3.11-doc >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium python3.11-doc fonts-noto-color-emoji \
+      fonts-noto-cjk >/dev/null
   else
     echo "warning: install Chromium (/usr/bin/chromium) and python3.11-doc for the integration tests" >&2
   fi
