@@ -30,6 +30,11 @@ class IngestSettings:
     include: list[str] = field(default_factory=lambda: ["**/*"])
     exclude: list[str] = field(default_factory=lambda: ["**/.*", "**/.*/**", "**/_static/**", "**/_sources/**"])
     max_file_mb: float = 20.0
+    # The most one file may expand to while read: inflated .docx parts, PDF streams and text. Word XML
+    # deflates ~5x (measured: a generated 3,000-paragraph .docx, 453 KB -> 2.4 MB, 5.3x), so 128 MB takes
+    # a text-only .docx up to the 20 MB file limit, while a zip bomb (deflate reaches ~1000x) is refused
+    # before it inflates past this. Enforced in slm/loaders/limits.py.
+    max_expanded_mb: float = 128.0
     chunk_chars: int = 1200  # target size of a chunk, in characters
     chunk_overlap: int = 150
     min_chunk_chars: int = 40

@@ -16,6 +16,7 @@ import numpy as np
 
 from slm.connectors.base import Source, SourceItem, check_size, combined_fingerprint
 from slm.connectors.spec import SPEC_KEY, SourceSpec, as_spec, limits_for, open_source, stored_spec
+from slm.corpus_files import display_path
 from slm.embedder_choice import AUTO, choose_embedder
 from slm.errors import DocumentError, KnowledgeBaseError
 from slm.index.generation import build_generation, collect_garbage, existing_generations
@@ -98,6 +99,19 @@ def settings_signature(kb: KnowledgeBase) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def failed_file(doc_id: str, reason: str) -> FailedFile:
+    """A failure as text that SQLite, the run log and a terminal all take, whatever bytes a file name holds."""
+    return FailedFile(display_path(doc_id), display_path(reason))
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, DocumentError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def stored_fingerprint(item: SourceItem, signature: str) -> str:
     """What the store keeps per document: the source's fingerprint (bytes hash, ETag, blob id) bound to the
     settings signature. The one definition of "changed" that ingestion and retraining share."""
@@ -143,6 +157,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                  stage: Callable[[str], None], run_id: str, timings: dict[str, float], t0: float) -> IngestReport:
     from slm.chunking import chunk_document
     from slm.documents import document_from_bytes
+    from slm.loaders.limits import ExpansionLimits
     from slm.loaders.ocr import OcrOptions
 
     settings = kb.settings
@@ -155,6 +170,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     signature = settings_signature(kb)
     limits = limits_for(settings.ingest)
     ocr = OcrOptions.from_settings(settings.ingest)
+    expansion = ExpansionLimits.from_settings(settings.ingest)
 
     stage("discover")
     t = time.perf_counter()
@@ -163,7 +179,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     items = discovery.items
     pending: list[_Pending] = []
     unchanged: list[str] = []
-    failed: list[FailedFile] = [FailedFile(f.id, f.reason) for f in discovery.failed]
+    failed: list[FailedFile] = [failed_file(f.id, f.reason) for f in discovery.failed]
     seen_ids: set[str] = {f.id for f in discovery.failed}
 
     stage("load")
@@ -189,6 +205,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                     sidecar=fetched.metadata,
                     sidecar_raw=fetched.metadata_raw,
                     access=settings.access,
+                    limits=expansion,
                 )
                 chunks = chunk_document(
                     doc,
@@ -197,12 +214,8 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                     min_chars=settings.ingest.min_chunk_chars,
                 )
                 pending.append(_Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks))
-        except DocumentError as exc:
-            failed.append(FailedFile(rel, str(exc)))
-        except OSError as exc:
-            failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the whole run
-            failed.append(FailedFile(rel, f"{type(exc).__name__}: {exc}"))
+            failed.append(failed_file(rel, _failure_reason(exc)))
         bar.update(1)
     bar.close()
     timings["load"] = time.perf_counter() - t

@@ -1,12 +1,14 @@
 """A local folder (or one file) as a source: ids are POSIX paths relative to the root, the fingerprint is the
-SHA-256 of the file's bytes and its sidecar's, so a touched but unchanged file is not re-read."""
+SHA-256 of the file's bytes and its sidecar's, so a touched but unchanged file is not re-read. Files are read
+through no symbolic link (`slm.documents.read_source`): a link is one failed item, never followed."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from slm.connectors.base import Discovery, FailedItem, Fetched, SourceItem, SourceLimits, check_size
+from slm.connectors.base import Discovery, FailedItem, Fetched, SourceItem, SourceLimits
+from slm.corpus_files import display_path
 from slm.errors import DocumentError, KnowledgeBaseError
 
 
@@ -14,49 +16,39 @@ class FolderSource:
     def __init__(self, root: Path, limits: SourceLimits):
         self.root = Path(root).expanduser().resolve()
         if not self.root.exists():
-            raise KnowledgeBaseError(f"nothing to ingest: {self.root} does not exist")
+            raise KnowledgeBaseError(f"nothing to ingest: {display_path(str(self.root))} does not exist")
+        if display_path(str(self.root)) != str(self.root):
+            raise KnowledgeBaseError(f"the folder name {display_path(str(self.root))} is not valid UTF-8: rename it")
         self.uri = str(self.root)
         self.limits = limits
-
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix() if path != self.root else path.name
 
     def _path(self, item: SourceItem) -> Path:
         return self.root if self.root.is_file() else self.root / item.id
 
     def discover(self) -> Discovery:
-        from slm.documents import discover, sidecar_path
+        from slm.documents import discover, read_source, relative_id
 
         items: list[SourceItem] = []
         failed: list[FailedItem] = []
         for path in discover(self.root, list(self.limits.include), list(self.limits.exclude)):
-            rel = self._rel(path)
+            rel = relative_id(path, self.root)
             try:
-                size = path.stat().st_size
-                too_large = check_size(rel, size, self.limits)
-                if too_large:
-                    failed.append(too_large)
-                    continue
-                digest = hashlib.sha256(path.read_bytes())
-                side = sidecar_path(path)
-                if side.is_file():
-                    digest.update(b"\0sidecar\0" + side.read_bytes())
-            except OSError as exc:
-                failed.append(FailedItem(rel, f"cannot read: {exc.strerror or exc}"))
+                source = read_source(path, self.root, max_bytes=self.limits.max_bytes)
+            except DocumentError as exc:  # a link, a bad name, too large, unreadable: one failed item
+                failed.append(FailedItem(display_path(rel), display_path(str(exc))))
                 continue
-            items.append(SourceItem(rel, path.name, digest.hexdigest(), size=size))
+            digest = hashlib.sha256(source.raw)
+            if source.sidecar is not None:
+                digest.update(b"\0sidecar\0" + source.sidecar)
+            items.append(SourceItem(rel, path.name, digest.hexdigest(), size=len(source.raw)))
         return Discovery(tuple(items), tuple(failed))
 
     def fetch(self, item: SourceItem) -> Fetched:
-        from slm.documents import read_sidecar
+        from slm.documents import read_source, sidecar_of
 
-        path = self._path(item)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DocumentError(f"cannot read: {exc.strerror or exc}") from exc
-        metadata, raw = read_sidecar(path)
-        return Fetched(item, data, metadata, raw)
+        source = read_source(self._path(item), self.root, max_bytes=self.limits.max_bytes)  # again: no links
+        metadata, raw = sidecar_of(source)
+        return Fetched(item, source.raw, metadata, raw)
 
     def state(self) -> str | None:
         return None

@@ -9,19 +9,23 @@ import zipfile
 
 from slm.errors import DocumentError
 from slm.loaders.builder import Parsed, TextBuilder
+from slm.loaders.limits import ExpansionLimits, stored_zip, unpack_zip
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
 
 
-def load_docx(raw: bytes) -> Parsed:
+def load_docx(raw: bytes, limits: ExpansionLimits = ExpansionLimits()) -> Parsed:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
 
     if not zipfile.is_zipfile(io.BytesIO(raw)):
         raise DocumentError("corrupt .docx: not a zip archive (a renamed .doc or a damaged file?)")
+    # python-docx reads each part with ZipFile.read(), which inflates up to 1 GiB before trimming to
+    # the declared size; it gets the parts inflated within the limits instead, packed uncompressed.
+    package = stored_zip(unpack_zip(raw, limits, what=".docx"))
     try:
-        document = docx.Document(io.BytesIO(raw))
+        document = docx.Document(io.BytesIO(package))
     except PackageNotFoundError as exc:
         raise DocumentError(f"corrupt .docx: not a Word package ({exc})") from exc
     except Exception as exc:  # a damaged zip raises zlib.error, NotImplementedError, lxml errors, ...

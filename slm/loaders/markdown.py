@@ -9,6 +9,7 @@ import yaml
 
 from slm.errors import DocumentError
 from slm.loaders.builder import Parsed, SlugCounter, TextBuilder
+from slm.loaders.limits import load_yaml
 from slm.loaders.text import decode_text
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -45,7 +46,7 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
         return {}, text
     block, rest = text[4 : 4 + match.start()], text[4 + match.end() :]
     try:
-        data = yaml.safe_load(block) or {}
+        data = load_yaml(block) or {}
     except yaml.YAMLError as exc:
         raise DocumentError(f"front matter is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):

@@ -12,11 +12,21 @@ from dataclasses import dataclass
 
 from slm.errors import DocumentError
 from slm.loaders.builder import Heading, Parsed, sections_from_headings
+from slm.loaders.limits import ExpansionLimits, check_expanded
 from slm.loaders.ocr import OcrOptions, ocr_page_images
 from slm.loaders.tables import markdown_table
 from slm.types import PageSpan, TableSpan
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# pypdf's own per-stream bounds on inflated output (75 MB each by default), lowered to ours when ours is lower.
+_STREAM_LIMITS = (
+    "zlib_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "brotli_maximum_output_length",
+    "jbig2_maximum_output_length",
+    "array_based_stream_maximum_output_length",
+)
 _CID = re.compile(r"\(cid:\d+\)")
 MIN_LAYER_CHARS = 20  # a page with fewer characters than this but with an image on it is read as a scan
 PARAGRAPH_GAP = 0.8  # a vertical gap above this share of the line height starts a new paragraph
@@ -142,10 +152,51 @@ def _declared_language(reader) -> str | None:
         return None
 
 
-def load_pdf(raw: bytes, options: OcrOptions | None = None) -> Parsed:
+def _inflated_bytes(page) -> int:
+    """What a pypdf page's content streams and form XObjects inflate to (each within pypdf's bound)."""
+    from pypdf.generic import ArrayObject
+
+    streams = []
+    contents = page.get("/Contents")
+    if contents is not None:
+        contents = contents.get_object()
+        streams += list(contents) if isinstance(contents, ArrayObject) else [contents]
+    resources = page.get("/Resources")
+    xobjects = resources.get_object().get("/XObject") if resources is not None else None
+    if xobjects is not None:
+        for ref in xobjects.get_object().values():
+            obj = ref.get_object()
+            if obj.get("/Subtype") == "/Form":
+                streams.append(obj)
+    return sum(len(s.get_object().get_data()) for s in streams)
+
+
+def _check_inflation(reader, limits: ExpansionLimits) -> None:
+    """pdfminer (under pdfplumber) inflates streams without a bound; pypdf, bounded per stream through
+    its configuration, inflates the same page streams first and they are added up against ours."""
+    import pypdf
+    from pypdf.errors import LimitReachedError
+
+    per_stream = min(limits.max_expanded_bytes, pypdf.get_configuration().zlib_maximum_output_length)
+    try:
+        with pypdf.apply_configuration(**{name: per_stream for name in _STREAM_LIMITS}):
+            inflated = 0
+            for page in reader.pages:
+                inflated += _inflated_bytes(page)  # a stream shared by pages counts on each: each re-reads it
+                check_expanded(inflated, limits, "PDF")
+    except LimitReachedError as exc:
+        raise DocumentError(
+            f"PDF refused: a stream expands past {per_stream / 2**20:.0f} MB ({exc}); "
+            "a decompression bomb, or raise ingest.max_expanded_mb"
+        ) from exc
+
+
+def load_pdf(raw: bytes, options: OcrOptions | None = None, limits: ExpansionLimits | None = None) -> Parsed:
     import pdfplumber
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
+
+    limits = limits or ExpansionLimits()
 
     options = options or OcrOptions()
     # pypdf and pdfminer log (even at ERROR) every oddity they recover from; we report what matters ourselves.
@@ -166,6 +217,12 @@ def load_pdf(raw: bytes, options: OcrOptions | None = None) -> Parsed:
         raise DocumentError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
     if count > options.pdf_max_pages:
         raise DocumentError(f"too many pages: {count} > limit {options.pdf_max_pages} (ingest.pdf_max_pages)")
+    try:
+        _check_inflation(reader, limits)
+    except DocumentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as above: damaged input
+        raise DocumentError(f"corrupt PDF: {type(exc).__name__}: {exc}") from exc
     language = options.language or _declared_language(reader)
 
     page_texts: list[str] = []
@@ -204,6 +261,7 @@ def load_pdf(raw: bytes, options: OcrOptions | None = None) -> Parsed:
         parts.append(page_text)
         offset += len(page_text)
     text = "".join(parts)
+    check_expanded(len(text), limits, "PDF text")
 
     headings: list[Heading] = []
     try:
