@@ -20,7 +20,7 @@ from slm.errors import RequestTooLarge, SlmError
 from slm.generation import Generator
 from slm.prompting import ABSTAIN_TEXT, REWRITE_TURNS, Turn, build_messages, rewrite_prompt
 from slm.text.messages import answer_language, message
-from slm.text.words import content_words
+from slm.text.words import collapse_spaces, content_words
 from slm.types import Answer, Hit, Timings
 
 CLOSED_BOOK_SYSTEM = (
@@ -407,7 +407,7 @@ class ExtractiveAnswerer(_Base):
             return
         top = passages[0].chunk.text
         start, end = best_snippet(top, query)
-        text = " ".join(top[start:end].split()) + " [1]"
+        text = collapse_spaces(top[start:end]) + " [1]"
         yield text
         clean, citations = parse_citations(text, passages)
         total = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from slm.text.words import content_words, units
+from slm.text.words import collapse_spaces, content_words, units
 from slm.types import Citation, Hit
 
 MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
@@ -105,7 +105,7 @@ def best_snippet(chunk_text: str, reference: str, max_chars: int = SNIPPET_CHARS
 
 
 def _snippet_text(chunk_text: str, start: int, end: int) -> str:
-    text = " ".join(chunk_text[start:end].split())
+    text = collapse_spaces(chunk_text[start:end])
     return text + (" …" if end < len(chunk_text.rstrip()) and not text.endswith((".", "!", "?", *_CJK_STOPS)) else "")
 
 

@@ -109,5 +109,14 @@ def normalise(text: str) -> str:
     return " ".join(tokens(fold(text)))
 
 
+_SPACE_IN_CJK = re.compile(f"(?<=[{CJK_CLASS}，。！？；：、（）])\\s+(?=[{CJK_CLASS}，。！？；：、（）])")
+
+
+def collapse_spaces(text: str) -> str:
+    """White space runs as one space, and none left between two CJK characters (a wrapped Chinese line
+    joined with a space would read '文 档')."""
+    return _SPACE_IN_CJK.sub("", " ".join(text.split()))
+
+
 def language_or(language: str | None, default: str = "en") -> str:
     return language if language and language != UNKNOWN else default

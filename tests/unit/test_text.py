@@ -97,3 +97,10 @@ def test_preferred_language_and_localised_errors():
     assert localised_error("invalid or revoked API key", "invalid_api_key", "zh").startswith("API 密钥无效")
     assert "invalid or revoked API key" in localised_error("invalid or revoked API key", "invalid_api_key", "id")
     assert localised_error("x", "unknown_code", "zh") == "x"
+
+
+def test_collapse_spaces_joins_wrapped_chinese_lines_only():
+    from slm.text.words import collapse_spaces
+
+    assert collapse_spaces("Debian\n项目的常见问题（以及\n解答！）。") == "Debian 项目的常见问题（以及解答！）。"
+    assert collapse_spaces("two   words\nand  more") == "two words and more"
