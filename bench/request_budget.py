@@ -104,6 +104,7 @@ def main() -> None:
         normal()  # warm-up: loads and caches the prompt prefix
         alone = [normal() for _ in range(args.baseline)]
         rss_normal = peak_rss_mb(server.pid)
+        print(f"normal alone: {[round(x, 2) for x in alone]} s; peak RSS {rss_normal:.0f} MB", file=sys.stderr)
 
         a = settings.answering
         history = [{"role": "user" if i % 2 == 0 else "assistant", "content": (f"turn {i}: " + TEXT * 30)[:3900]}
@@ -117,6 +118,8 @@ def main() -> None:
         worst_status = r.status_code
         worst_tokens = r.json().get("usage", {}).get("completion_tokens") if r.status_code == 200 else None
         rss_worst = peak_rss_mb(server.pid)
+        print(f"worst request: {worst_status} in {worst_s:.1f} s, {worst_tokens} tokens; peak RSS {rss_worst:.0f} MB",
+              file=sys.stderr)
 
         stop = threading.Event()
         attacks: list[tuple[int, float]] = []
@@ -131,7 +134,10 @@ def main() -> None:
         thread = threading.Thread(target=attacker, daemon=True)
         thread.start()
         time.sleep(1.0)
-        under = [normal() for _ in range(args.normal)]
+        under = []
+        for _ in range(args.normal):
+            under.append(normal())
+            print(f"normal under attack: {under[-1]:.2f} s", file=sys.stderr)
         stop.set()
         thread.join(600)
         rss_after = peak_rss_mb(server.pid)
