@@ -141,8 +141,8 @@ def test_selection_changed_plus_replay_and_held_out_with_feedback(kb, tmp_path):
     docs = write_pages(tmp_path / "docs")
     ingest(docs, kb, progress=False)
     changes = ChangeSet(modified=("refunds.md",))
-    FeedbackStore.for_kb(kb.path).record(Answer(question="Who pays for parking?", text="No idea."), "down")
-    FeedbackStore.for_kb(kb.path).record(Answer(question="Fine answer?", text="Yes."), "up")
+    FeedbackStore.for_kb(kb.path).record(Answer(question="Who pays for parking?", text="No idea."), "down", user="alice")
+    FeedbackStore.for_kb(kb.path).record(Answer(question="Fine answer?", text="Yes."), "up", user="alice")
     held = held_out_set(kb, changes, tmp_path / "run", qa_file=None, questions=3, feedback=5)
     lines = [json.loads(x) for x in held.path.read_text().splitlines()]
     assert held.from_feedback == 1 and lines[-1]["question"] == "Who pays for parking?" and lines[-1]["answer"] == ""
