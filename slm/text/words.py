@@ -33,7 +33,12 @@ _STOP_ID = frozenset(
     "bila hal cara".split()
 )
 # Chinese: particles and pronouns that are single characters (the tokens here are characters).
-_STOP_ZH = frozenset("的 了 是 在 和 与 及 或 也 就 都 而 着 之 其 这 那 您 你 我 他 她 它 们 吗 呢 吧 啊 个 把 被 从 对 于 为 以 由 所 如 若 则".split())
+# Chinese: particles, pronouns and question words, one character each; a bigram holding one is no content
+# ('是怎', '怎样' in '退货期限是怎样的？' say nothing about returns).
+_STOP_ZH = frozenset(
+    "的 了 是 在 和 与 及 或 也 就 都 而 着 之 其 这 那 您 你 我 他 她 它 们 吗 呢 吧 啊 个 把 被 从 对 于 为 以 由 所 "
+    "如 若 则 怎 么 什 哪 何 请 该 说 样".split()
+)
 STOP_WORDS: dict[str, frozenset[str]] = {"en": _STOP_EN, "id": _STOP_ID, "zh": _STOP_ZH}
 
 
@@ -79,7 +84,7 @@ def content_words(text: str, *, stop: frozenset[str] | None = None, min_len: int
     """The set of matching units of `text` that are not stop words (Latin words shorter than `min_len` are
     dropped too; CJK bigrams never are). `stop` defaults to every language's stop words."""
     stop = ALL_STOP_WORDS if stop is None else stop
-    return {u for u in units(text) if u not in stop and (len(u) >= min_len or is_cjk(u))}
+    return {u for u in units(text) if u not in stop and (is_cjk(u) and not (set(u) & stop) or len(u) >= min_len)}
 
 
 ALL_STOP_WORDS: frozenset[str] = _STOP_EN | _STOP_ID | _STOP_ZH

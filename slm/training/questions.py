@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from slm.globs import document_matches
-from slm.text.words import normalise, stop_words, terms
-from slm.training.rule_questions import choose, rule_questions
+from slm.text.words import STOP_WORDS, collapse_spaces, has_cjk, is_cjk, normalise, stop_words, terms, tokens, units
+from slm.training.rule_questions import choose, rule_questions, topic_phrasings
 from slm.types import Chunk, QAExample
 
 _STOP = stop_words("en") | frozenset(
@@ -27,7 +27,11 @@ _STOP = stop_words("en") | frozenset(
     before during out up down off again further once very too own same few nor s t don use used using see
     following example examples section chapter page note""".split()
 )
-_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n\s*\n|\n(?=\s*[-*•]\s)")
+# A sentence ends at . ! ? before a capital, at a CJK stop 。！？ (no space follows), or at a blank line or bullet.
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|(?<=[。！？])|\n\s*\n|\n(?=\s*[-*•]\s)")
+_STOP_ZH = STOP_WORDS["zh"]
+# Indonesian function words plus the words of its question phrasings (rule_questions._TOPIC_PHRASINGS)
+_STOP_ID = _STOP | STOP_WORDS["id"] | frozenset("bisakah menjelaskan dikatakan dokumentasi ketahui perlu kerja tentang".split())
 _HEADING_NUMBER = re.compile(r"^\s*(?:[0-9]+(?:\.[0-9]+)*\.?|[IVX]+\.)\s+")
 _META = re.compile(r"\b(?:the|this|that|given|above|following)\s+(?:passage|text|paragraph|excerpt|document|section)\b", re.I)
 
@@ -72,17 +76,25 @@ class GenerationStats:
 
 
 # ------------------------------------------------------------------ text helpers
-def content_words(text: str) -> list[str]:
-    return [w.lower().rstrip(".") for w in terms(text) if w.lower().rstrip(".") not in _STOP and len(w) > 1]
+def content_words(text: str, language: str = "en") -> list[str]:
+    """Latin terms (lower case, stop words out: Indonesian's too for an id chunk) and, for Chinese text, its
+    character bigrams."""
+    stop = _STOP_ID if language == "id" else _STOP
+    latin = [w.lower().rstrip(".") for w in terms(text) if w.lower().rstrip(".") not in stop and len(w) > 1]
+    return latin + [u for u in units(text) if is_cjk(u) and not set(u) & _STOP_ZH] if has_cjk(text) else latin
+
+
+def _word_count(text: str) -> int:
+    """Words, with a Chinese character counted as one (Chinese has no spaces to count)."""
+    return len(tokens(text)) if has_cjk(text) else len(text.split())
 
 
 def sentences(text: str) -> list[str]:
     """Prose sentences of a chunk (code lines and fragments dropped), whitespace collapsed."""
     out = []
     for piece in _SENT_SPLIT.split(text):
-        sentence = " ".join(piece.split())
-        words = sentence.split()
-        if len(words) < 4:
+        sentence = collapse_spaces(piece)
+        if _word_count(sentence) < 4:
             continue
         alpha = sum(ch.isalpha() for ch in sentence) / max(len(sentence), 1)
         if alpha < 0.6 or sentence.startswith((">>>", "...", "$ ")):
@@ -205,17 +217,16 @@ def clean_question(raw: str) -> str | None:
 
 def question_problem(question: str, chunk: Chunk, seen: set[str], policy: QuestionPolicy) -> str | None:
     """Why a proposed question is rejected (a short reason), or None when it is fine."""
-    words = question.split()
-    if not question.endswith("?"):
+    if not question.endswith(("?", "？")):
         return "not a question"
-    if len(words) < policy.min_words:
+    if _word_count(question) < policy.min_words:
         return "too short"
-    if len(words) > policy.max_words:
+    if _word_count(question) > policy.max_words:
         return "too long"
-    qwords = set(content_words(question))
+    qwords = set(content_words(question, chunk.language))
     if not qwords:
         return "no content words"
-    chunk_words = set(content_words(chunk.text))
+    chunk_words = set(content_words(chunk.text, chunk.language))
     overlap = len(qwords & chunk_words) / len(qwords)
     if overlap < policy.min_overlap or len(qwords & chunk_words) < 1:
         return "no overlap with the chunk"
@@ -243,12 +254,11 @@ def fallback_question(chunk: Chunk, seen: set[str], doc_freq: Counter, n_docs: i
     heading = clean_heading(chunk.section[-1]) if chunk.section else ""
     title = clean_heading(chunk.title)
     topic = heading or title
-    if topic.endswith("?") and normalise(topic) not in seen:
+    if topic.endswith(("?", "？")) and normalise(topic) not in seen:
         return topic
-    if topic and len(topic.split()) <= 12:
+    if topic and _word_count(topic) <= 12:
         # several phrasings, starting from a stable per-chunk choice, so questions do not all look alike
-        phrasings = [f"What does the documentation say about {topic}?", f"Can you explain {topic}?",
-                     f"How does {topic} work?", f"What should I know about {topic}?"]
+        phrasings = topic_phrasings(topic, chunk.language)
         first = sum(map(ord, chunk.id)) % len(phrasings)
         variants = phrasings[first:] + phrasings[:first]
         for question in variants:

@@ -13,6 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from slm.text.words import has_cjk
 from slm.types import Chunk
 
 _PRONOUNS = frozenset(
@@ -82,13 +83,33 @@ def from_sentence(sentence: str) -> tuple[str, str] | None:
     return None
 
 
-def from_heading(heading: str, pick: int) -> str | None:
-    """A question about a section heading; `pick` chooses among equally good phrasings."""
+# Questions about a topic in the topic's language; English's are the ones training has always used.
+_TOPIC_PHRASINGS = {
+    "en": ("What does the documentation say about {t}?", "Can you explain {t}?", "How does {t} work?",
+           "What should I know about {t}?"),
+    "zh": ("关于{t}，文档是怎么说的？", "请解释一下{t}？", "{t}是怎样的？", "关于{t}，我应该知道什么？"),
+    "id": ("Apa yang dikatakan dokumentasi tentang {t}?", "Bisakah Anda menjelaskan {t}?",
+           "Bagaimana cara kerja {t}?", "Apa yang perlu saya ketahui tentang {t}?"),
+}
+
+
+def topic_phrasings(topic: str, language: str = "en") -> list[str]:
+    """Several questions about `topic` in `language` (a Chinese topic gets Chinese ones whatever it says)."""
+    language = "zh" if has_cjk(topic) else language if language in _TOPIC_PHRASINGS else "en"
+    return [p.format(t=topic) for p in _TOPIC_PHRASINGS[language]]
+
+
+def from_heading(heading: str, pick: int, language: str = "en") -> str | None:
+    """A question about a section heading; `pick` chooses among equally good phrasings. English headings get
+    the rules below; a Chinese or Indonesian one its language's topic questions."""
     heading = " ".join(heading.split()).strip(" .:#")
-    if not heading or len(heading.split()) > 12:
+    if not heading or len(heading.split()) > 12 or (has_cjk(heading) and len(heading) > 40):
         return None
-    if heading.endswith("?"):
+    if heading.endswith(("?", "？")):
         return heading
+    if has_cjk(heading) or language == "id":
+        phrasings = topic_phrasings(heading, language)
+        return phrasings[pick % len(phrasings)]
     if heading.lower().startswith("how to "):
         return f"How do I {heading[7:]}?"
     if m := _NAME_AND_PURPOSE.match(heading):  # "contextlib — Utilities for ...": a name, then its purpose
@@ -115,8 +136,8 @@ def rule_questions(chunk: Chunk, sentences: list[str], heading: str) -> list[Rul
         if found and not vague and 4 <= len(found[0].split()) <= 20:
             out.append(RuleQuestion(found[0], index, found[1]))
     pick = sum(map(ord, chunk.id))
-    question = from_heading(heading, pick) if heading else None
-    if question and len(question.split()) >= 3:
+    question = from_heading(heading, pick, chunk.language) if heading else None
+    if question and (len(question.split()) >= 3 or has_cjk(question)):
         out.append(RuleQuestion(question, None, "heading"))
     return out
 
