@@ -1,5 +1,6 @@
 """HTML loader: keeps the main body (Sphinx `div[role=main]`, `main`, `article`, else `body`),
-drops navigation and boilerplate, keeps headings with their anchors and code with its newlines."""
+drops navigation (by role, tag, and by structure: navigation_blocks) and boilerplate, keeps headings with
+their anchors and code with its newlines."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ _DROP_TAGS = frozenset(
 )
 _DROP_CLASSES = frozenset({"sphinxsidebar", "related", "headerlink", "footer", "clearer"})
 _DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+# A generator's navigation bar (DocBook's Prev/Up/Home/Next, texinfo's, Javadoc's ...) is found by structure,
+# not by one generator's class names: links that declare a navigation role (an access key, or rel="prev|next|
+# up|home...") gathered in a block of little text. Without this, DocBook pages ended their last chunk with the
+# neighbouring chapters' titles ("... Knoppix Up Home Next A.6."): 13 of 748 Debian Reference chunks, 16 of 305
+# in the Chinese Debian FAQ.
+_NAV_RELS = frozenset("prev previous next up home start first last contents index top".split())
+_NAV_BLOCKS = frozenset("div table p ul ol nav section header footer center".split())
+_NAV_MAX_CHARS = 300
+_NAV_ONE_LINK_CHARS = 120  # a first or last page has one link ("Next"): a block that short around it is a bar too
 _BLOCK_TAGS = frozenset(
     "p div section article main blockquote ul ol dl table thead tbody tfoot figure figcaption hr "
     "address details summary center fieldset caption body html dt dd".split()
@@ -41,6 +51,32 @@ def _dropped(el: etree._Element, tag: str, keep_header: bool = False) -> bool:
         return True
     value = el.get("class")
     return bool(value) and not _DROP_CLASSES.isdisjoint(value.split())
+
+
+def _is_navigation_link(el: etree._Element) -> bool:
+    return bool(el.get("accesskey")) or not _NAV_RELS.isdisjoint((el.get("rel") or "").lower().split())
+
+
+def navigation_blocks(root: etree._Element) -> set[etree._Element]:
+    """The blocks that are navigation bars: for each navigation link, the outermost block around it with at most
+    _NAV_MAX_CHARS of text that holds two such links, or one in at most _NAV_ONE_LINK_CHARS (so a page's content
+    is never taken for one)."""
+    found: set[etree._Element] = set()
+    for link in (a for a in root.iter("a") if _is_navigation_link(a)):
+        best = None
+        node = link.getparent()
+        while node is not None and isinstance(node.tag, str) and node.tag.lower() not in ("body", "html"):
+            if node.tag.lower() in _NAV_BLOCKS:
+                chars = len(" ".join("".join(node.itertext()).split()))
+                if chars > _NAV_MAX_CHARS:
+                    break
+                links = sum(1 for a in node.iter("a") if _is_navigation_link(a))
+                if links >= 2 or chars <= _NAV_ONE_LINK_CHARS:
+                    best = node
+            node = node.getparent()
+        if best is not None:
+            found.add(best)
+    return found
 
 
 def _main_element(root: etree._Element) -> etree._Element:
@@ -96,9 +132,10 @@ def _inline_text(el: etree._Element) -> str:
 
 
 class _Walker:
-    def __init__(self, keep_header: bool) -> None:
+    def __init__(self, keep_header: bool, skip: set[etree._Element] = frozenset()) -> None:
         # Inside <main>/<article> a <header> holds the article's own title, not the site's banner.
         self.keep_header = keep_header
+        self.skip = skip  # navigation bars (navigation_blocks)
         self.out = TextBuilder()
         self.buf: list[str] = []
         self.first_h1: str | None = None
@@ -118,7 +155,7 @@ class _Walker:
         if not isinstance(tag, str):  # comments, processing instructions
             return
         tag = tag.lower()
-        if _dropped(el, tag, self.keep_header):
+        if _dropped(el, tag, self.keep_header) or el in self.skip:
             return
         level = _HEADINGS.get(tag)
         if level is not None:
@@ -189,7 +226,7 @@ def load_html(raw: bytes) -> Parsed:
         if name and content and name not in ("viewport", "generator"):
             metadata[name] = content  # e.g. <meta name="audience" content="hr">
     main = _main_element(root)
-    walker = _Walker(keep_header=main.tag not in ("body", "html"))
+    walker = _Walker(keep_header=main.tag not in ("body", "html"), skip=navigation_blocks(main))
     walker.walk(main, False)
     walker.flush(False)
     body, sections = walker.out.build()

@@ -106,3 +106,37 @@ def test_body_fallback_drops_site_header(tmp_path):
     doc = load_document(tmp_path / "b.html", tmp_path, max_bytes=10_000)
     assert doc.text == "Only section\n\nText."
     assert doc.title == "Only section"
+
+
+DOCBOOK_PAGE = """<html><head><title>A.6. Knoppix</title></head><body>
+<div class="navheader"><table width="100%" summary="Navigation header"><tr><th colspan="3">A.6. Knoppix</th></tr>
+<tr><td><a accesskey="p" href="a5.html">Prev</a> </td><th>Appendix A. Derivatives</th>
+<td> <a accesskey="n" href="a7.html">Next</a></td></tr></table><hr/></div>
+<div class="section"><h2 id="knoppix">A.6. Knoppix</h2><p>Knoppix is a live CD. {body}</p>
+<table><tr><td><a href="x.html">x</a></td><td><a href="y.html">y</a></td></tr></table></div>
+<div class="navfooter"><hr/><table width="100%" summary="Navigation footer">
+<tr><td><a accesskey="p" href="a5.html">Prev</a> </td><td><a accesskey="u" href="apa.html">Up</a></td>
+<td> <a accesskey="n" href="a7.html">Next</a></td></tr>
+<tr><td>A.5. Aptosid and Siduction </td><td><a accesskey="h" href="index.html">Home</a></td>
+<td> A.7. Linux Mint</td></tr></table></div></body></html>"""
+
+
+def test_generator_navigation_is_dropped_by_structure_not_class(tmp_path):
+    """DocBook's Prev/Up/Home/Next bars (access keys, short text) go, whatever their class; content stays."""
+    page = DOCBOOK_PAGE.format(body="It boots from a USB stick.").replace("navheader", "n1").replace("navfooter", "n2")
+    (tmp_path / "a6.html").write_text(page)
+    doc = load_document(tmp_path / "a6.html", tmp_path, max_bytes=10_000)
+    assert doc.text.startswith("A.6. Knoppix\n\nKnoppix is a live CD. It boots from a USB stick.")
+    for nav in ("Prev", "Next", "Home", "Up", "Aptosid", "Linux Mint", "Appendix A"):
+        assert nav not in doc.text, nav
+    assert "x | y" in doc.text  # a table of ordinary links is content
+
+
+def test_a_long_block_with_access_keys_is_content(tmp_path):
+    """Only a block of little text is taken for a navigation bar: a long one with access keys is kept."""
+    long_text = "Words of the page's own content. " * 12
+    page = (f"<html><body><div><p>{long_text}</p><a accesskey='p' href='a.html'>Back</a> "
+            "<a rel='next' href='b.html'>On</a></div></body></html>")
+    (tmp_path / "k.html").write_text(page)
+    doc = load_document(tmp_path / "k.html", tmp_path, max_bytes=10_000)
+    assert "Back" in doc.text and "own content" in doc.text
