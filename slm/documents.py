@@ -60,7 +60,7 @@ def _loader(
     if suffix in IMAGE_SUFFIXES:
         from slm.loaders.image import load_image
 
-        return lambda raw: load_image(raw, ocr)
+        return lambda raw: load_image(raw, ocr, limits)
     if suffix == ".docx":
         from slm.loaders.docx import load_docx
 

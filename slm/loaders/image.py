@@ -6,26 +6,25 @@ import io
 
 from slm.errors import DocumentError
 from slm.loaders.builder import Parsed
+from slm.loaders.limits import ExpansionLimits, check_expanded
 from slm.loaders.ocr import OcrOptions, OcrPages, detect_language, ocr_image, resolve_language, scaled_for_ocr
 from slm.loaders.ocr import tesseract_languages
 from slm.types import PageSpan
 
-BOMB_FACTOR = 16  # an image this many times over ingest.ocr_max_pixels is refused before it is decoded
 
-
-def load_image(raw: bytes, options: OcrOptions | None = None) -> Parsed:
+def load_image(raw: bytes, options: OcrOptions | None = None, limits: ExpansionLimits | None = None) -> Parsed:
+    """An image file OCR'd as one page. What it decodes to (RGB bytes) is bounded by ingest.max_expanded_mb
+    before anything is decoded: a small PNG of a huge blank canvas is a decompression bomb."""
     from PIL import Image, UnidentifiedImageError
 
     options = options or OcrOptions()
+    limits = limits or ExpansionLimits()
     if not options.ocr:
         raise DocumentError("an image needs OCR, which is off (ingest.ocr: false)")
     try:
         image = Image.open(io.BytesIO(raw))
         width, height = image.size  # read from the header: nothing decoded yet
-        if width * height > BOMB_FACTOR * options.max_pixels:
-            raise DocumentError(
-                f"image too large: {width}x{height} pixels > {BOMB_FACTOR}x ingest.ocr_max_pixels ({options.max_pixels})"
-            )
+        check_expanded(width * height * 3, limits, f"image ({width}x{height} pixels)")
         if image.format == "JPEG":
             image.draft("RGB", (width // 4, height // 4) if width * height > 4 * options.max_pixels else (width, height))
         image = image.convert("RGB")

@@ -10,6 +10,7 @@ import pytest
 from slm.documents import load_document
 from slm.errors import DocumentError
 from slm.ingest import document_warnings
+from slm.loaders.limits import ExpansionLimits
 from slm.loaders.ocr import OcrOptions, language_for
 from tests.fixtures.builders import make_pdf, make_scanned_pdf, make_table_pdf
 
@@ -71,6 +72,8 @@ def test_ocr_bounds_and_missing_language_pack(scan, tmp_path):
         load_document(path, folder, max_bytes=10**8, ocr=OcrOptions(languages="eng", language="jpn+eng"))
     from PIL import Image
 
-    Image.new("L", (5000, 5000), 255).save(tmp_path / "poster.png")  # 25 M pixels > 16 x 1 M
-    with pytest.raises(DocumentError, match="image too large"):
-        load_document(tmp_path / "poster.png", tmp_path, max_bytes=10**9, ocr=OcrOptions(max_pixels=1_000_000))
+    Image.new("L", (5000, 5000), 255).save(tmp_path / "poster.png")  # 29 kB of PNG, 75 MB as RGB
+    assert (tmp_path / "poster.png").stat().st_size < 100_000
+    with pytest.raises(DocumentError, match=r"image \(5000x5000 pixels\) expands to more than 16 MB"):
+        load_document(tmp_path / "poster.png", tmp_path, max_bytes=10**9, ocr=OcrOptions(),
+                      limits=ExpansionLimits(max_expanded_bytes=16 * 2**20))
