@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from fastapi import Request
 
-from slm.api.errors import ApiError, send_error
+from slm.api.errors import ApiError, localised, send_error
 from slm.api.limits import GenerationQueue
 from slm.api.metrics import Metrics
 from slm.api.runtime import ModelHost
@@ -70,10 +70,12 @@ class KeyBeforeBody:
         if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             from starlette.datastructures import Headers
 
+            headers = Headers(scope=scope)
             try:
-                await asyncio.to_thread(authenticate, self.keys, Headers(scope=scope))
+                await asyncio.to_thread(authenticate, self.keys, headers)
             except ApiError as exc:
-                return await send_error(send, exc.status, exc.message, code=exc.code, headers=exc.headers)
+                message = localised(headers.get("accept-language"), exc.message, exc.code)
+                return await send_error(send, exc.status, message, code=exc.code, headers=exc.headers)
         await self.app(scope, receive, send)
 
 

@@ -83,11 +83,15 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", first_param
 
 
-def _localised(request: Request, message: str, code: str | None) -> str:
+def localised(accept_language: str | None, message: str, code: str | None) -> str:
     """The message in the caller's language (Accept-Language: zh-CN or id; slm.text.messages)."""
     from slm.text.messages import localised_error, preferred_language
 
-    return localised_error(message, code, preferred_language(request.headers.get("accept-language")))
+    return localised_error(message, code, preferred_language(accept_language))
+
+
+def _localised(request: Request, message: str, code: str | None) -> str:
+    return localised(request.headers.get("accept-language"), message, code)
 
 
 def install_error_handlers(app) -> None:
