@@ -23,6 +23,7 @@ from slm.sources import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibrary, SourceNot
 from slm.webui import render
 from slm.webui.auth import LOCAL_USER, Viewer, check_bind, header_user, is_loopback, login_mode, viewer_for
 from slm.webui.chat import ChatController, FeedbackSink, Owner, StreamingAnswerer
+from slm.webui.i18n import gradio_i18n
 from slm.webui.sessions import BrowserCookie, SessionBinding, browser_of
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,10 @@ def build_app(
         seen = "all documents" if viewer.audiences is None else "audiences: " + (", ".join(sorted(viewer.audiences)) or "none")
         return f"Signed in as **{render.escape_markdown(viewer.user)}** ({render.escape_markdown(seen)})"
 
+    i18n = gradio_i18n()  # static strings follow the browser's locale: en, zh-CN, id (slm/webui/i18n.py)
     with gr.Blocks(title="Ask the documents") as blocks:
         with gr.Row():
-            gr.Markdown("## Ask the documents")
+            gr.Markdown(i18n("title_md"))
             gr.Markdown(
                 f"Answered by: `{html.escape(controller.model_label)}`", elem_id="model-version"
             )
@@ -198,38 +200,37 @@ def build_app(
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    label="Conversation",
+                    label=i18n("conversation"),
                     elem_id="chat",
                     height=460,
                     sanitize_html=True,
                     feedback_options=("Like", "Dislike"),
-                    placeholder="Ask a question about the company's documents. Answers cite their sources; "
-                    "click an earlier answer to see its sources again.",
+                    placeholder=i18n("chat_placeholder"),
                 )
                 with gr.Row():
                     question = gr.Textbox(
-                        placeholder="e.g. How many days of annual leave do I get?",
+                        placeholder=i18n("question_placeholder"),
                         show_label=False,
                         elem_id="question",
                         scale=5,
                         max_length=2000,
                         submit_btn=False,
                     )
-                    ask_button = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                    ask_button = gr.Button(i18n("ask"), variant="primary", elem_id="ask", scale=1)
                 with gr.Row():
-                    up = gr.Button("👍 Helpful", elem_id="thumbs-up", size="sm")
-                    down = gr.Button("👎 Not helpful", elem_id="thumbs-down", size="sm")
+                    up = gr.Button(i18n("helpful"), elem_id="thumbs-up", size="sm")
+                    down = gr.Button(i18n("not_helpful"), elem_id="thumbs-down", size="sm")
                     comment = gr.Textbox(
-                        placeholder="Optional comment on the latest answer", show_label=False, elem_id="feedback-comment", scale=3
+                        placeholder=i18n("comment_placeholder"), show_label=False, elem_id="feedback-comment", scale=3
                     )
                 status = gr.Markdown("", elem_id="status")
-                clear = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                clear = gr.Button(i18n("new_conversation"), size="sm", elem_id="new-conversation")
             with gr.Column(scale=2):
-                with gr.Accordion("Settings", open=False, elem_id="settings"):
-                    k = gr.Slider(1, 10, value=min(default_k, 10), step=1, label="Passages to retrieve (k)", elem_id="k")
+                with gr.Accordion(i18n("settings"), open=False, elem_id="settings"):
+                    k = gr.Slider(1, 10, value=min(default_k, 10), step=1, label=i18n("passages_k"), elem_id="k")
                     rerank = gr.Checkbox(
                         value=settings.retrieval.rerank and can_rerank,
-                        label="Rerank passages" + ("" if can_rerank else " (no reranker configured)"),
+                        label=i18n("rerank" if can_rerank else "rerank_none"),
                         interactive=can_rerank,
                         elem_id="rerank",
                     )
@@ -347,7 +348,7 @@ def create_server(
         header = ui.trusted_header
         auth_kwargs["auth_dependency"] = lambda request: header_user(request.headers, header)
     blocks.queue(default_concurrency_limit=1)
-    gr.mount_gradio_app(app, blocks, path="/", css=CSS, footer_links=[], ssr_mode=False, **auth_kwargs)
+    gr.mount_gradio_app(app, blocks, path="/", css=CSS, footer_links=[], ssr_mode=False, i18n=gradio_i18n(), **auth_kwargs)
     mounted["gradio"] = _gradio_sub_app(app)
 
     def owner_of(scope: dict) -> Owner | None:

@@ -8,6 +8,7 @@ from typing import Any
 # key -> language -> text; the keys are what app.py passes to `i18n(...)`.
 UI_STRINGS: dict[str, dict[str, str]] = {
     "title": {"en": "Ask the documents", "zh": "向文档提问", "id": "Tanya dokumen"},
+    "title_md": {"en": "## Ask the documents", "zh": "## 向文档提问", "id": "## Tanya dokumen"},
     "conversation": {"en": "Conversation", "zh": "对话", "id": "Percakapan"},
     "chat_placeholder": {
         "en": "Ask a question about the company's documents. Answers cite their sources; click an earlier answer "
