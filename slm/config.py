@@ -76,6 +76,10 @@ class RetrievalSettings:
     mode: str = "hybrid"  # dense | bm25 | hybrid
     candidates: int = 50  # per retriever, before fusion
     rrf_k: int = 60
+    # calibrated: the (dense, bm25) weights `slm calibrate-fusion` stored with the KB, plain RRF until then | equal.
+    # Equal RRF fell below dense alone on paraphrased questions (issue 18); calibration includes the single
+    # retrievers, so on its tuning questions the fusion is never below the better one.
+    fusion: str = "calibrated"
     rerank: bool = False
     reranker: str | None = None  # a cross-encoder spec; None: no reranker configured
     rerank_candidates: int = 20  # how many fused candidates the cross-encoder rescores
@@ -92,6 +96,10 @@ class IndexSettings:
     search: str = "exact"  # exact: a scan, same top-k as FAISS | hnsw: approximate, an HNSW index per generation
     ef_search: int = 200  # hnsw only: candidates kept while searching (higher: closer to exact, slower)
     pool_size: int = 4  # connections per process
+    # FAISS segments: auto = exact (flat) below ann_threshold rows, HNSW from there on | flat | hnsw.
+    # Measured (bench/scale.py): a flat scan of 100k rows ~ X ms a query on 2 cores; HNSW recall@10 ~ Y.
+    dense: str = "auto"
+    ann_threshold: int = 200_000
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS or pgvector) and BM25 candidates, fused by reciprocal rank, optionally reranked
+"""Hybrid retrieval: dense (FAISS or pgvector) and BM25 candidates, fused by weighted reciprocal rank, optionally reranked
 by a cross-encoder; the caller's audiences restrict the search itself, so k visible hits come back."""
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ if TYPE_CHECKING:
 MODES = ("dense", "bm25", "hybrid")
 
 
+FUSIONS = ("calibrated", "equal")
+
+
 def rrf(rankings: list[np.ndarray], rrf_k: int) -> dict[int, float]:
-    """Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) to every position it ranks (rank from 1)."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, position in enumerate(ranking, start=1):
-            fused[int(position)] = fused.get(int(position), 0.0) + 1.0 / (rrf_k + rank)
-    return fused
+    """Reciprocal rank fusion with equal weights: each list adds 1 / (rrf_k + rank) to every position it ranks."""
+    from slm.fusion import weighted_rrf
+
+    return weighted_rrf(rankings, [1.0] * len(rankings), rrf_k)
 
 
 class HybridRetriever:
@@ -34,6 +35,20 @@ class HybridRetriever:
         self.kb = kb
         self.settings = settings
         self._reranker = reranker
+        self.weights = self._fusion_weights()
+
+    def _fusion_weights(self) -> tuple[float, float]:
+        """(dense, bm25) weights: what `slm calibrate-fusion` stored with the KB, else equal (plain RRF)."""
+        fusion = (self.settings.fusion or "calibrated").strip().lower()
+        if fusion not in FUSIONS:
+            raise ConfigError(f"retrieval.fusion: unknown value '{self.settings.fusion}'; use one of {', '.join(FUSIONS)}")
+        if fusion == "calibrated":
+            from slm.fusion import fusion_weights
+
+            weights = fusion_weights(getattr(self.kb, "path", None), self.kb.embedder_name)
+            if weights is not None:
+                return weights
+        return 1.0, 1.0
 
     def reranker(self) -> "Reranker":
         if self._reranker is None:
@@ -84,7 +99,9 @@ class HybridRetriever:
             order = [int(p) for p in sparse_pos]
             base = sparse_of
         else:
-            fused_of = rrf([dense_pos, sparse_pos], self.settings.rrf_k)
+            from slm.fusion import weighted_rrf
+
+            fused_of = weighted_rrf([dense_pos, sparse_pos], self.weights, self.settings.rrf_k)
             order = sorted(fused_of, key=lambda p: -fused_of[p])
             base = fused_of
 

@@ -21,6 +21,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "slm.cli.kb_commands",  # ingest, search, status
     "slm.cli.answer_commands",  # ask, chat, calibrate
+    "slm.cli.fusion_commands",  # calibrate-fusion
     "slm.cli.eval_commands",  # eval
     "slm.cli.train_commands",  # train, models ...
     "slm.cli.serve_commands",  # serve, keys ...

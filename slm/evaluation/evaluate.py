@@ -82,6 +82,7 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
         "resamples": options.resamples,
         "seed": options.seed,
         "retrieval": dataclasses.asdict(settings.retrieval),
+        "fusion": _fusion_info(settings),
         "answering": dataclasses.asdict(settings.answering),
         "min_evidence_used": threshold if threshold is not None else settings.answering.min_evidence,
         "generation": {
@@ -92,6 +93,16 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
             "abstain_min_prob": settings.generation.abstain_min_prob,
         },
     }
+
+
+def _fusion_info(settings: Settings) -> dict[str, Any]:
+    """The hybrid weights this run used: calibrated for the KB (with their held-out scores) or equal."""
+    from slm.fusion import load_fusion
+
+    calibration = load_fusion(Path(settings.kb)) if settings.retrieval.fusion == "calibrated" else None
+    if calibration is None or (calibration.embedder and calibration.embedder != settings.embedder.model):
+        return {"dense_weight": 1.0, "bm25_weight": 1.0, "calibrated": False}
+    return {**calibration.summary(), "calibrated": True}
 
 
 def gold_documents(gold_sources: Sequence[str], documents: Sequence[Any]) -> dict[str, list[Any]]:

@@ -157,6 +157,15 @@ def per_question_rows(run: EvalRun) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- tables
 
 
+def _fusion_note(fusion: dict[str, Any]) -> str:
+    weights = f"dense {fusion.get('dense_weight', 1.0):g}, bm25 {fusion.get('bm25_weight', 1.0):g}"
+    if not fusion.get("calibrated"):
+        return f"equal-weight RRF ({weights}); `slm calibrate-fusion` tunes it for this KB"
+    held = fusion.get("heldout") or {}
+    scores = ", ".join(f"{k} {v.get('mrr_at_10', 0):.3f}" for k, v in held.items())
+    return f"calibrated ({weights}) on {fusion.get('source')}; held-out MRR@10 ({fusion.get('heldout_count')} q): {scores}"
+
+
 def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[VariantScore],
                  diffs: Sequence[Difference]) -> list[Table]:
     gen = [s for s in scores if s.generator is not None]
@@ -174,6 +183,7 @@ def build_tables(run: EvalRun, summary: dict[str, Any], scores: Sequence[Variant
         ["generation", f"{(summary['settings'].get('generation') or {}).get('backend', 'transformers')} backend, "
                        f"max_new_tokens={summary['settings'].get('max_new_tokens')}, greedy"
                        + _abstention_gate_note(summary['settings'].get('generation') or {})],
+        ["hybrid fusion", _fusion_note(summary["settings"].get("fusion") or {})],
         ["wall time", f"{summary['wall_seconds']:.0f} s ({summary['wall_seconds'] / 60:.1f} min)"],
         ["machine", f"{summary['machine'].get('platform')}, {summary['machine'].get('cpu_count')} CPU(s)"],
         ["date", summary["created"]],

@@ -304,16 +304,17 @@ def run_eval(
 
 
 def exclude_tuned(examples: Sequence[QAExample], kb_path: Path) -> tuple[list[QAExample], list[str]]:
-    """Leave out questions `slm calibrate` tuned its threshold on (they would flatter abstention)."""
-    try:
-        from slm.abstention import load_calibration
-    except ImportError:
-        return list(examples), []
-    calibration = load_calibration(Path(kb_path))
-    tuned = set(calibration.tuned_question_ids) if calibration else set()
-    if not tuned:
-        return list(examples), []
-    kept = [ex for ex in examples if ex.id not in tuned]
-    dropped = len(examples) - len(kept)
-    notes = [f"{dropped} question(s) left out: `slm calibrate` tuned the abstention threshold on them"] if dropped else []
+    """Leave out questions `slm calibrate` tuned its threshold on, or `slm calibrate-fusion` its weights on
+    (they would flatter abstention or retrieval)."""
+    from slm.abstention import load_calibration
+    from slm.fusion import load_fusion
+
+    kept, notes = list(examples), []
+    for tuner, what, calibration in (("slm calibrate", "the abstention threshold", load_calibration(Path(kb_path))),
+                                     ("slm calibrate-fusion", "the hybrid weights", load_fusion(Path(kb_path)))):
+        tuned = set(calibration.tuned_question_ids) if calibration else set()
+        before = len(kept)
+        kept = [ex for ex in kept if ex.id not in tuned]
+        if len(kept) < before:
+            notes.append(f"{before - len(kept)} question(s) left out: `{tuner}` tuned {what} on them")
     return kept, notes
