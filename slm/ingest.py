@@ -19,7 +19,7 @@ from slm.connectors.spec import SPEC_KEY, SourceSpec, as_spec, limits_for, open_
 from slm.corpus_files import display_path
 from slm.embedder_choice import AUTO, choose_embedder
 from slm.errors import DocumentError, KnowledgeBaseError
-from slm.index.generation import build_generation, collect_garbage, existing_generations
+from slm.index.generation import collect_garbage, existing_generations
 from slm.index.manifest import Manifest
 from slm.kb import GENERATION_KEY, ROOT_KEY, KnowledgeBase
 from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, StoredChunk, chunk_row
@@ -254,29 +254,24 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     stage("index")
     t = time.perf_counter()
     _say(progress, "building the index…")
-    kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
     rekeyed: list[tuple[str, str]] = []  # (new embed key, chunk id) of kept chunks under a new embedder
-    if switched:
-        kept_keys = [embed_key(model, index_text(s.chunk)) for s in kept]
-        embedded += _embed_missing(kb, [s.chunk for s in kept], kept_keys, progress, use_cache=True)
-        rekeyed = [(key, s.chunk.id) for s, key in zip(kept, kept_keys) if key != s.embed_key]
-        kept = [StoredChunk(s.chunk, key) for s, key in zip(kept, kept_keys)]
-    rows: list[tuple[Chunk, str]] = [(s.chunk, s.embed_key) for s in kept] + list(zip(new_chunks, new_keys))
-    rows.sort(key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
     manifest = None if rebuild or switched else kb.manifest()
     dimension = manifest.dimension if manifest else kb.embedder().dimension
-    vectors = _vectors_for(kb, [key for _, key in rows], dimension)
     number = max(existing_generations(kb.index_dir) + [current or 0]) + 1
-    folder = build_generation(
-        kb.index_dir,
-        number,
-        chunk_ids=[c.id for c, _ in rows],
-        audiences=[c.audiences for c, _ in rows],
-        vectors=vectors,
-        index_texts=[index_text(c) for c, _ in rows],
-        embedder=model,
-        languages=[c.language for c, _ in rows],
-    )
+    # The current segments stay (less the rows of `gone`) and the new chunks become one more segment; a full
+    # build from the store only when there is no segmented generation to keep (or a rebuild, a new embedder).
+    previous = None if rebuild or switched else kb.index()
+    rows: list[tuple[Chunk, str]] = list(zip(new_chunks, new_keys))
+    if previous is None or not previous.segments:
+        previous = None
+        kept = [s for s in kb.store.iter_stored_chunks() if s.chunk.doc_id not in gone]
+        if switched:
+            kept_keys = [embed_key(model, index_text(s.chunk)) for s in kept]
+            embedded += _embed_missing(kb, [s.chunk for s in kept], kept_keys, progress, use_cache=True)
+            rekeyed = [(key, s.chunk.id) for s, key in zip(kept, kept_keys) if key != s.embed_key]
+            kept = [StoredChunk(s.chunk, key) for s, key in zip(kept, kept_keys)]
+        rows = sorted([(s.chunk, s.embed_key) for s in kept] + rows, key=lambda r: (r[0].doc_id, r[0].start, r[0].id))
+    folder = _next_generation(kb, number, previous, gone, rows, dimension, model)
     timings["index"] = time.perf_counter() - t
     stage("built")
 
@@ -339,6 +334,33 @@ def _embedder_for(kb: KnowledgeBase, new_chunks: list[Chunk], gone: set[str]) ->
         return kb.embedder_name
     languages = {lang for doc_id, lang in kb.store.document_languages() if doc_id not in gone}
     return choose_embedder(AUTO, languages | {c.language for c in new_chunks})
+
+
+def _next_generation(kb: KnowledgeBase, number: int, previous, gone: set[str], rows: list[tuple[Chunk, str]],
+                     dimension: int, model: str) -> Path:
+    """Write generation `number`: `previous`'s segments less the rows of `gone`, plus a segment of `rows`
+    (every row when `previous` is None: a full build). Cost grows with `rows`, not with the KB."""
+    from slm.index.update import NewRows, next_generation
+
+    new = NewRows(
+        chunk_ids=[c.id for c, _ in rows],
+        doc_ids=[c.doc_id for c, _ in rows],
+        audiences=[c.audiences for c, _ in rows],
+        vectors=_vectors_for(kb, [key for _, key in rows], dimension),
+        index_texts=[index_text(c) for c, _ in rows],
+        languages=[c.language for c, _ in rows],
+    )
+
+    def texts_for(ids: list[str]) -> list[str]:  # rows a merge rewrites
+        chunks = kb.store.get_chunks(ids)
+        if len(chunks) != len(ids):
+            raise KnowledgeBaseError("the store and the index disagree; run `slm ingest ROOT --rebuild`")
+        return [index_text(c) for c in chunks]
+
+    index = kb.settings.index
+    return next_generation(kb.index_dir, number, previous, gone_docs=gone, new=new, texts_for=texts_for,
+                           embedder=model, dimension=dimension, dense_kind=index.dense,
+                           ann_threshold=index.ann_threshold).folder
 
 
 def _publish_if_shared(kb: KnowledgeBase, stage: Callable[[str], None], timings: dict[str, float]) -> None:

@@ -55,6 +55,7 @@ class KnowledgeBase:
         self._embedder = embedder
         self._index: LoadedIndex | None = None
         self._index_generation: int | None = None
+        self._segments: dict = {}  # loaded segments by name (immutable: a new generation reuses them)
         self._lock = threading.RLock()
         self._check_embedder = True
         self._fixed_embedder = embedder is not None  # handed in by the caller: never re-chosen
@@ -130,7 +131,8 @@ class KnowledgeBase:
                 return
             folder = generation_dir(self.index_dir, number)
             try:
-                self._index, self._index_generation = load_generation(folder), number
+                self._index, self._index_generation = load_generation(folder, self._segments), number
+                self._segments = {seg.name: seg for seg in self._index.segments}
                 return
             except (OSError, KnowledgeBaseError):
                 # Two ingests in quick succession may have collected this generation while we read it:

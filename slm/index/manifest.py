@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from slm.config import EmbedderSettings
     from slm.embedding import Embedder
 
-FORMAT = 1
+FORMAT = 2  # 1: one folder with its own indexes; 2: segments + tombstones (index/generation.py)
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Manifest:
     chunks: int
     created: str
     format: int = FORMAT
+    segments: tuple[str, ...] = ()  # format 2: the segment folders the generation is made of
 
     def write(self, path: Path) -> None:
         """Write atomically: a temp file, fsync, then rename over the old one."""
@@ -34,6 +35,7 @@ class Manifest:
     def read(cls, path: Path) -> "Manifest":
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data["segments"] = tuple(data.get("segments", ()))
             return cls(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise KnowledgeBaseError(f"index manifest {path} is unreadable ({exc}); re-run `slm ingest ROOT --rebuild`") from exc

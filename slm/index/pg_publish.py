@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slm.access import normalize_label
+from slm.chunking import context_text
 from slm.config import IndexSettings
 from slm.errors import KnowledgeBaseError
-from slm.index.generation import generation_dir
 from slm.index.pg import (CHUNK_COLUMNS, CHUNK_TYPES, CHUNKS_DDL, check_settings, chunks_table, connect,
                           current_chunks_view, ensure_schema, schema_id)
-from slm.index.sparse import FOLDER as SPARSE_FOLDER
+from slm.index.postings import FOLDER as POSTINGS_FOLDER, Postings
 
 if TYPE_CHECKING:
     from slm.kb import KnowledgeBase
@@ -62,13 +62,15 @@ def publish(kb: "KnowledgeBase", settings: IndexSettings, *, force: bool = False
         schema = schema_id(settings)
         if not force and _served_source(conn, schema) == (source, local_number):
             current = conn.execute(sql.SQL("SELECT generation FROM {}.state").format(schema)).fetchone()[0]
-            return PublishReport(current, local_number, local.size, False, time.perf_counter() - t0)
+            return PublishReport(current, local_number, local.live, False, time.perf_counter() - t0)
 
-        chunks = kb.store.get_chunks(local.chunk_ids)
-        if [c.id for c in chunks] != list(local.chunk_ids):
+        live = local.live_positions()  # rows not deleted since their segment was written
+        ids = [local.chunk_ids[p] for p in live]
+        chunks = kb.store.get_chunks(ids)
+        if [c.id for c in chunks] != ids:
             raise KnowledgeBaseError("the store and the index generation disagree; run `slm ingest ROOT --rebuild`")
-        vectors = local.dense.vectors(np.arange(local.size, dtype=np.int64)) if local.size else np.zeros((0, 1))
-        sparse = _tar_folder(generation_dir(kb.index_dir, local_number) / SPARSE_FOLDER)
+        vectors = local.dense.vectors(live) if len(live) else np.zeros((0, 1))
+        sparse = _sparse_tar([context_text(c) for c in chunks], [c.language for c in chunks])  # = ingest.index_text
 
         with conn.transaction():
             # One publisher at a time per schema; the number is taken under the lock.
@@ -95,7 +97,7 @@ def publish(kb: "KnowledgeBase", settings: IndexSettings, *, force: bool = False
             conn.execute(
                 sql.SQL("INSERT INTO {}.generations (number, embedder, dimension, chunks, search, source,"
                         " source_generation, created, sparse) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(schema),
-                [number, manifest.embedder, manifest.dimension, local.size, settings.search, source, local_number,
+                [number, manifest.embedder, manifest.dimension, len(chunks), settings.search, source, local_number,
                  manifest.created, sparse],
             )
             # The view readers fetch chunks through: always the served generation, switched with `state`
@@ -110,7 +112,7 @@ def publish(kb: "KnowledgeBase", settings: IndexSettings, *, force: bool = False
                 [number],
             )
         dropped = _drop_old(conn, settings, keep_from=number - KEEP_PREVIOUS)
-        return PublishReport(number, local_number, local.size, True, time.perf_counter() - t0, dropped)
+        return PublishReport(number, local_number, len(chunks), True, time.perf_counter() - t0, dropped)
     except psycopg.Error as exc:
         raise KnowledgeBaseError(f"PostgreSQL refused the publish ({type(exc).__name__}): {str(exc).strip()}") from None
     finally:
@@ -138,6 +140,15 @@ def _drop_old(conn, settings: IndexSettings, *, keep_from: int) -> tuple[int, ..
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(chunks_table(settings, number)))
             conn.execute(sql.SQL("DELETE FROM {}.generations WHERE number = %s").format(schema), [number])
     return tuple(old)
+
+
+def _sparse_tar(texts: list[str], languages: list[str]) -> bytes:
+    """BM25 postings of exactly the published rows (the local index's format: same scores, same tie order)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="slm-bm25-") as tmp:
+        Postings.build(texts, languages).save(Path(tmp))
+        return _tar_folder(Path(tmp) / POSTINGS_FOLDER)
 
 
 def _tar_folder(folder: Path) -> bytes:

@@ -17,6 +17,7 @@ from slm.config import IndexSettings
 from slm.index.generation import LoadedIndex
 from slm.index.manifest import Manifest
 from slm.index.pg import chunks_table, schema_id
+from slm.index.postings import FOLDER as POSTINGS_FOLDER, Postings, SegmentedBM25
 from slm.index.sparse import SparseIndex
 
 _EMPTY = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -109,11 +110,18 @@ def load_shared_generation(pool: Any, settings: IndexSettings, number: int) -> P
     )
 
 
-def _sparse_from_tar(blob: bytes, size: int) -> SparseIndex:
+def _sparse_from_tar(blob: bytes, size: int) -> "SparseIndex | SegmentedBM25":
+    """BM25 postings as the local index has them (published since format 2), or a bm25s index (before)."""
     with tempfile.TemporaryDirectory(prefix="slm-bm25-") as tmp:
-        target = Path(tmp) / "bm25"
-        target.mkdir()
+        names: list[str] = []
         if blob:
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+                names = tar.getnames()
+                ours = "postings.npz" in names
+                target = Path(tmp) / (POSTINGS_FOLDER if ours else "bm25")
+                target.mkdir()
                 tar.extractall(target, filter="data")
+        if "postings.npz" in names:
+            return SegmentedBM25([Postings.load(Path(tmp))])  # same scores and tie order as the local KB
+        (Path(tmp) / "bm25").mkdir(exist_ok=True)
         return SparseIndex.load(Path(tmp), size)  # loads into memory (mmap off): the folder may go

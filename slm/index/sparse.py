@@ -104,6 +104,20 @@ def analyse(texts: Sequence[str], languages: Sequence[str]) -> list[list[str]]:
     return out
 
 
+def query_tokens(query: str, languages: dict[str, int] | None) -> list[str]:
+    """The query analysed as its rows were: by its own language when it says (function words, script),
+    else (a short heading such as 'Riwayat hak cipta') by every language the index holds (`languages`: rows
+    per language), tokens merged. `languages` None: an index from before languages, all English."""
+    if languages is None:
+        return list(tokenize([query], return_ids=False)[0])
+    language = detect_language(query)
+    candidates = [language] if language else sorted(languages) or ["en"]
+    merged: dict[str, None] = {}
+    for toks in analyse([query] * len(candidates), candidates):
+        merged.update(dict.fromkeys(toks))
+    return list(merged)
+
+
 def _ids(token_lists: list[list[str]]):
     from bm25s.tokenization import Tokenized
 
@@ -155,16 +169,7 @@ class SparseIndex:
         return cls(bm25s.BM25.load(str(target), mmap=False, show_progress=False), size, languages)
 
     def query_tokens(self, query: str) -> list[str]:
-        """The query analysed as its rows were: by its own language when it says (function words, script),
-        else (a short heading such as 'Riwayat hak cipta') by every language the index holds, tokens merged."""
-        if self.languages is None:
-            return list(tokenize([query], return_ids=False)[0])
-        language = detect_language(query)
-        candidates = [language] if language else sorted(self.languages) or ["en"]
-        merged: dict[str, None] = {}
-        for toks in analyse([query] * len(candidates), candidates):
-            merged.update(dict.fromkeys(toks))
-        return list(merged)
+        return query_tokens(query, self.languages)
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (positions, BM25 scores), only chunks sharing a term with the query; `allowed` masks rows."""

@@ -1,5 +1,6 @@
 """Incremental ingestion with a tiny random embedder: counts, changes, deletions, failures, locking."""
 
+import dataclasses
 import os
 import time
 
@@ -29,7 +30,7 @@ def _open(settings, **kw):
 
 def _index_doc_ids(kb):
     index = kb.index()
-    return {cid.split("::")[0] for cid in index.chunk_ids}
+    return {index.chunk_ids[p].split("::")[0] for p in index.live_positions()}
 
 
 def test_first_ingest_then_unchanged(corpus, settings):
@@ -204,3 +205,25 @@ def test_reader_keeps_answering_while_ingests_replace_generations(corpus, settin
         reader.reload_if_changed()
         hit = reader.retriever().retrieve("loading dock schedule revision", 1, mode="bm25")[0]
         assert hit.chunk.doc_id == "churn.md" and "Revision 3" in hit.chunk.text
+
+
+def test_a_changed_file_costs_a_segment_of_its_own_size(corpus, settings, tmp_path):
+    for i in range(30):
+        write_doc(corpus, f"bulk/p{i:02d}.md", f"Page {i}", {"Body": f"Shelf note {i} about pallets and bay {i}."})
+    with _open(settings) as kb:
+        ingest(corpus, kb, progress=False)
+        first = kb.index()
+        assert len(first.segments) == 1
+        write_doc(corpus, "bulk/p07.md", "Page 7", {"Body": "Shelf note seven now covers forklift charging."})
+        report = ingest(corpus, kb, progress=False)
+        index = kb.index()
+        assert report.changed == 1 and len(index.segments) == 2
+        assert index.segments[0] is first.segments[0]  # the untouched segment is neither rewritten nor reloaded
+        assert index.segments[1].size == len(kb.store.chunks_of("bulk/p07.md"))
+        assert index.live == kb.store.counts()[1] and index.size > index.live
+        incremental = [(h.chunk.id, round(h.score, 4)) for h in kb.retriever().retrieve("forklift charging", 5, mode="bm25")]
+    rebuilt = tmp_path / "rebuilt"
+    with KnowledgeBase.open(rebuilt, dataclasses.replace(settings, kb=rebuilt), create=True) as kb:
+        ingest(corpus, kb, progress=False)
+        full = [(h.chunk.id, round(h.score, 4)) for h in kb.retriever().retrieve("forklift charging", 5, mode="bm25")]
+    assert incremental == full  # BM25 statistics are the whole index's live rows, as in a rebuild
