@@ -96,8 +96,8 @@ class IndexSettings:
     search: str = "exact"  # exact: a scan, same top-k as FAISS | hnsw: approximate, an HNSW index per generation
     ef_search: int = 200  # hnsw only: candidates kept while searching (higher: closer to exact, slower)
     pool_size: int = 4  # connections per process
-    # FAISS segments: auto = exact (flat) below ann_threshold rows, HNSW from there on | flat | hnsw.
-    # Measured (bench/scale.py): a flat scan of 100k rows ~ X ms a query on 2 cores; HNSW recall@10 ~ Y.
+    # FAISS index of each segment: auto = exact (flat) below ann_threshold rows, HNSW (M=32, efSearch 128) from
+    # there on | flat | hnsw. Where a flat scan stops being fast enough on 2 cores: bench/scale.py, docs/index.md.
     dense: str = "auto"
     ann_threshold: int = 200_000
 

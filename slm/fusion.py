@@ -190,7 +190,7 @@ def calibrate_fusion(
     items = list(questions)
     random.Random(seed).shuffle(items)
     cut = len(items) - max(1, int(round(len(items) * heldout_share)))
-    vectors = embedder_model.encode([q.text for q in items])
+    vectors = [embedder_model.encode_query(q.text) for q in items]  # as the retriever encodes a query
     found: list[_Candidates] = []
     iterator = zip(items, vectors)
     if progress:

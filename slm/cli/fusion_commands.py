@@ -48,7 +48,7 @@ def calibrate_fusion(
             raise typer.BadParameter("need at least 4 questions with a gold page (see --qa, --generated)")
         result = run(knowledge_base, questions, rrf_k=settings.retrieval.rrf_k,
                      candidates=settings.retrieval.candidates, heldout_share=heldout, seed=seed,
-                     embedder=settings.embedder.model, source=source, progress=True)
+                     embedder=knowledge_base.embedder_name, source=source, progress=True)
     typer.echo(f"weights: dense {result.dense_weight:.2f}, bm25 {result.bm25_weight:.2f} (rrf_k {result.rrf_k}); "
                f"questions: {source}")
     for split, count, scores in (("tuned", result.tuned_count, result.tuned), ("held-out", result.heldout_count, result.heldout)):

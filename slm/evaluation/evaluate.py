@@ -72,7 +72,7 @@ def kb_identity(kb: Any, settings: Settings, audiences: frozenset[str] | None) -
 
 
 def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: EvalOptions,
-                   limit: int | None, threshold: float | None) -> dict[str, Any]:
+                   limit: int | None, threshold: float | None, embedder: str = "") -> dict[str, Any]:
     return {
         "variants": [s.name for s in specs],
         "limit_per_file": limit,
@@ -82,7 +82,7 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
         "resamples": options.resamples,
         "seed": options.seed,
         "retrieval": dataclasses.asdict(settings.retrieval),
-        "fusion": _fusion_info(settings),
+        "fusion": _fusion_info(settings, embedder or settings.embedder.model),
         "answering": dataclasses.asdict(settings.answering),
         "min_evidence_used": threshold if threshold is not None else settings.answering.min_evidence,
         "generation": {
@@ -95,14 +95,15 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
     }
 
 
-def _fusion_info(settings: Settings) -> dict[str, Any]:
-    """The hybrid weights this run used: calibrated for the KB (with their held-out scores) or equal."""
-    from slm.fusion import load_fusion
+def _fusion_info(settings: Settings, embedder: str) -> dict[str, Any]:
+    """The hybrid weights this run used (the retriever's rule, slm.fusion.fusion_weights): calibrated for the
+    KB, with the held-out scores they were chosen with, or equal."""
+    from slm.fusion import fusion_weights, load_fusion
 
-    calibration = load_fusion(Path(settings.kb)) if settings.retrieval.fusion == "calibrated" else None
-    if calibration is None or (calibration.embedder and calibration.embedder != settings.embedder.model):
+    calibrated = settings.retrieval.fusion == "calibrated" and fusion_weights(Path(settings.kb), embedder) is not None
+    if not calibrated:
         return {"dense_weight": 1.0, "bm25_weight": 1.0, "calibrated": False}
-    return {**calibration.summary(), "calibrated": True}
+    return {**load_fusion(Path(settings.kb)).summary(), "calibrated": True}
 
 
 def gold_documents(gold_sources: Sequence[str], documents: Sequence[Any]) -> dict[str, list[Any]]:
@@ -190,7 +191,7 @@ def evaluate(
                 for f in files
             ],
             bad_lines=bad_lines,
-            settings=_settings_info(settings, specs, options, limit, threshold),
+            settings=_settings_info(settings, specs, options, limit, threshold, getattr(kb, "embedder_name", "")),
             machine=machine_info(),
             command=command,
             notes=notes,
