@@ -63,10 +63,10 @@ class FusionCalibration:
         return self.dense_weight, self.bm25_weight
 
     def save(self, kb_path: Path) -> Path:
-        from slm.index.manifest import write_atomic
+        from slm.atomic import atomic_write_text
 
         path = Path(kb_path) / FUSION_FILE
-        write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
         return path
 
     def summary(self) -> dict[str, Any]:
