@@ -110,6 +110,9 @@ def status_command(
         typer.echo(f"root:           {st.root or '(never ingested)'}")
         typer.echo(f"documents:      {st.documents}")
         typer.echo(f"chunks:         {st.chunks}")
+        languages = sorted(base.store.languages().items(), key=lambda kv: -kv[1])
+        if languages:
+            typer.echo("languages:      " + ", ".join(f"{lang or '?'} {n}" for lang, n in languages) + " (chunks)")
         typer.echo(f"generation:     {st.generation if st.generation is not None else '(none)'}")
         typer.echo(f"embedder:       {st.embedder or '(none)'}" + (f" ({st.dimension}-dim)" if st.dimension else ""))
         if st.embedder and settings.embedder.model != "auto" and st.embedder != settings.embedder.model:

@@ -77,6 +77,8 @@ def test_languages_are_stored_and_auto_switched_to_e5(workspace):
         # the English chunk was re-embedded with e5 too: every stored key has a vector
         keys = [s.embed_key for s in base.store.iter_stored_chunks()]
         assert len(base.store.cached_embeddings(keys)) == len(set(keys))
+    status = CliRunner().invoke(app, ["status", "--kb", str(kb)])
+    assert status.exit_code == 0 and "languages:      zh 3, id 2, en 1 (chunks)" in status.output, status.output
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
