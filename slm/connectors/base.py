@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from slm.access import match_glob
@@ -137,6 +137,3 @@ def refuse_credentials(url: str, hint: str) -> None:
     if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
         raise SourceError(f"{redact_url(url)}: credentials in the URL are not accepted; {hint}")
 
-
-def sidecar_names(names: Sequence[str]) -> set[str]:
-    return {n for n in names if n.lower().endswith(SIDECAR_SUFFIX)}
