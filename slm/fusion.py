@@ -231,8 +231,8 @@ def calibrate_fusion(
     # Scale so that the larger weight is 1: equal weights stay the plain RRF the settings describe.
     top = max(chosen, 1.0 - chosen)
     return FusionCalibration(
-        dense_weight=round(chosen / top, 4),
-        bm25_weight=round((1.0 - chosen) / top, 4),
+        dense_weight=float(round(chosen / top, 4)),
+        bm25_weight=float(round((1.0 - chosen) / top, 4)),
         rrf_k=rrf_k,
         tuned=report(tune),
         heldout=report(held),
