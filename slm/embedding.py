@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -100,6 +101,9 @@ def _load(settings: EmbedderSettings) -> Any:
         return load_e5(settings.max_seq_length)
 
     resolved = resolve_model(settings.model)
+    backend = _backend_for(settings)
+    if backend != "torch":
+        return _load_onnx(settings, resolved, backend)
     try:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -113,3 +117,29 @@ def _load(settings: EmbedderSettings) -> Any:
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
     return model
+
+
+def _backend_for(settings: EmbedderSettings) -> str:
+    """The backend to load. `auto` is torch: on this 2-core AVX2 CPU ONNX Runtime fp32 measured as fast as torch
+    (4.3 vs 4.4 chunks/s) and int8 only 1.1-1.3x (docs/index.md), short of a reason to move vectors by a cosine
+    of ~0.99 before its FAQ hit@5 is measured (bench/embed_backends.py)."""
+    from slm.embedding_onnx import check_backend
+
+    backend = check_backend(settings.backend)
+    return "torch" if backend == "auto" else backend
+
+
+def _load_onnx(settings: EmbedderSettings, resolved, backend: str) -> Any:
+    """The sentence-transformers folder `resolved` exported (once, cached) and loaded on ONNX Runtime."""
+    from slm.embedding_onnx import OnnxSentenceModel, exported_model
+
+    if not resolved.is_local:
+        raise ModelLoadError(f"embedder.backend {backend} needs a local model folder, not '{settings.model}'")
+    try:
+        onnx_file = exported_model(Path(resolved.location), quantize=backend == "onnx-int8")
+        return OnnxSentenceModel(Path(resolved.location), onnx_file, max_seq_length=settings.max_seq_length or None)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any export/runtime failure becomes one actionable message
+        raise ModelLoadError(f"cannot load embedder '{settings.model}' with embedder.backend {backend}: {exc}; "
+                             "set embedder.backend: torch") from exc

@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "SLM_CACHE_DIR" not in os.environ:  # exported ONNX embedders (embedder.backend auto) stay out of ~/.cache
+    import tempfile
+
+    os.environ["SLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="slm-test-cache-")
 
 import pytest  # noqa: E402
 
