@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from slm.errors import ModelLoadError
+from slm.models import cache_root  # noqa: F401  (the one cache root; public here too)
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ def onnx_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
-
-
-def cache_root() -> Path:
-    """Where exported models are kept: $SLM_CACHE_DIR, else ~/.cache/slm."""
-    return Path(os.environ.get("SLM_CACHE_DIR") or Path.home() / ".cache" / "slm")
 
 
 def model_key(folder: Path) -> str:

@@ -177,8 +177,8 @@ def _abstention_gate(settings: GenerationSettings, first: list[int], prompt_leng
 
 def gguf_to_serve(settings: GenerationSettings, adapter: str | Path | None) -> Path:
     """The GGUF file for `settings.model` (+ `adapter`): the model's own file when it is a GGUF and no
-    adapter is asked for, else a merged export (built once, then reused from ~/.cache/slm/gguf)."""
-    from slm.models import resolve_model
+    adapter is asked for, else a merged export (built once, then reused from cache_root()/gguf)."""
+    from slm.models import cache_root, resolve_model
 
     resolved = resolve_model(settings.model)
     if adapter is None and resolved.gguf_file:
@@ -186,7 +186,7 @@ def gguf_to_serve(settings: GenerationSettings, adapter: str | Path | None) -> P
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
         return path
-    cache = Path(os.environ.get("SLM_GGUF_CACHE", Path.home() / ".cache" / "slm" / "gguf"))
+    cache = Path(os.environ.get("SLM_GGUF_CACHE") or cache_root() / "gguf")
     out = cache / f"{_export_key(settings.model, adapter, settings.gguf_quant)}.{settings.gguf_quant}.gguf"
     if out.is_file():
         return out

