@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,6 +14,7 @@ from slm.errors import ModelLoadError
 # Specs whose models want queries marked as queries (sentence-transformers 5's encode_query would also pick
 # up prompts a MiniLM folder never had; only these get it, so English vectors stay what they were).
 _QUERY_PREFIXED = ("package:multilingual-e5",)
+log = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -101,9 +103,14 @@ def _load(settings: EmbedderSettings) -> Any:
         return load_e5(settings.max_seq_length)
 
     resolved = resolve_model(settings.model)
-    backend = _backend_for(settings)
+    backend = _backend_for(settings, resolved.is_local)
     if backend != "torch":
-        return _load_onnx(settings, resolved, backend)
+        try:
+            return _load_onnx(settings, resolved, backend)
+        except ModelLoadError as exc:
+            if settings.backend.strip().lower() != "auto":
+                raise
+            log.warning("embedder.backend auto: %s; using torch", exc)
     try:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -119,14 +126,24 @@ def _load(settings: EmbedderSettings) -> Any:
     return model
 
 
-def _backend_for(settings: EmbedderSettings) -> str:
-    """The backend to load. `auto` is torch: on this 2-core AVX2 CPU ONNX Runtime fp32 measured as fast as torch
-    (4.3 vs 4.4 chunks/s) and int8 only 1.1-1.3x (docs/index.md), short of a reason to move vectors by a cosine
-    of ~0.99 before its FAQ hit@5 is measured (bench/embed_backends.py)."""
-    from slm.embedding_onnx import check_backend
+def _backend_for(settings: EmbedderSettings, local: bool) -> str:
+    """The backend to load. `auto` is ONNX int8 for a local model on a CPU with onnxruntime installed (measured
+    1.40x torch fp32 on this 2-core CPU at Python FAQ dense hit@5 0.994 vs 1.000, hybrid unchanged:
+    docs/index.md), else torch (a GPU, a hub id, no onnxruntime)."""
+    from slm.embedding_onnx import check_backend, onnx_available
 
     backend = check_backend(settings.backend)
-    return "torch" if backend == "auto" else backend
+    if backend != "auto":
+        return backend
+    device = (settings.device or "").strip().lower()
+    if not local or device not in ("", "cpu") or not onnx_available():
+        return "torch"
+    if not device:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "onnx-int8"
 
 
 def _load_onnx(settings: EmbedderSettings, resolved, backend: str) -> Any:

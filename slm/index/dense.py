@@ -9,7 +9,9 @@ import numpy as np
 
 FILE = "dense.faiss"
 KINDS = ("auto", "flat", "hnsw")
-HNSW_M = 32  # graph degree: recall@10 >= 0.98 at efSearch 128 on 100k-1M rows (bench/scale.py)
+# HNSW: recall@10 0.872 against exact at efSearch 128 on 200k synthetic rows, query p50 0.4 ms vs 41 ms for the
+# flat scan, build 37 s (bench/scale.py --index-only 200000, 2 cores); real embeddings not measured yet.
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 

@@ -52,7 +52,7 @@ def next_generation(
     embedder: str,
     dimension: int,
     dense_kind: str = "auto",
-    ann_threshold: int = 200_000,
+    ann_threshold: int = 500_000,
 ) -> UpdateReport:
     """Write generation `number`: the current segments with the rows of `gone_docs` tombstoned, plus a segment
     of `new`. `texts_for(chunk_ids)` gives the indexed texts of rows a merge rewrites. `current` None (or of

@@ -37,9 +37,12 @@ def test_onnx_matches_torch_and_int8_stays_close(tiny_embedder_dir, tmp_path, mo
 
 def test_backend_choice_and_errors(tiny_embedder_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path))
-    assert _backend_for(_settings(tiny_embedder_dir, "AUTO")) == "torch"  # until int8 is measured
-    assert _backend_for(_settings(tiny_embedder_dir, " onnx-int8 ")) == "onnx-int8"
-    assert isinstance(Embedder(_settings(tiny_embedder_dir, "auto")).model, type(Embedder(_settings(tiny_embedder_dir, "torch")).model))
+    assert _backend_for(_settings(tiny_embedder_dir, "auto"), local=True) == "onnx-int8"
+    assert _backend_for(_settings(tiny_embedder_dir, "AUTO"), local=False) == "torch"  # a hub id: nothing to export
+    gpu = EmbedderSettings(model=str(tiny_embedder_dir), backend="auto", device="cuda")
+    assert _backend_for(gpu, local=True) == "torch"
+    assert _backend_for(_settings(tiny_embedder_dir, " onnx "), local=False) == "onnx"
+    assert isinstance(Embedder(_settings(tiny_embedder_dir, "auto")).model, OnnxSentenceModel)
     with pytest.raises(ConfigError, match="embedder.backend.*auto, torch, onnx, onnx-int8"):
         Embedder(_settings(tiny_embedder_dir, "tensorrt"))
     with pytest.raises(ModelLoadError, match="local model folder"):
