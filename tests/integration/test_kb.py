@@ -43,7 +43,7 @@ def test_ingest_summary_and_progress(kb):
     corpus, kb_dir, result = kb
     n_files = len([p for p in corpus.rglob("*") if p.is_file() and not p.name.endswith(".meta.yaml")])
     assert f"{n_files} documents seen, {n_files} added, 0 changed, 0 unchanged, 0 deleted, 0 failed" in result.stdout
-    assert "files:" in result.stderr and "embedding:" in result.stderr  # both progress bars ran
+    assert "documents:" in result.stderr and "embedding:" in result.stderr  # both progress bars ran
 
 
 def test_search_finds_the_right_section(kb):
