@@ -46,7 +46,7 @@ def main() -> None:
 
     from slm.config import load_settings
     from slm.evaluation.dataset import load_qa
-    from slm.kb import KnowledgeBase
+    from slm.kb.local import KnowledgeBase
     from slm.training.questions import QuestionPolicy, generate_examples, read_examples, sample_chunks
     from slm.training.raft import build_raft_examples
 

@@ -44,7 +44,7 @@ def main() -> None:
     import torch
 
     from slm.config import load_settings
-    from slm.service import build_answerer
+    from slm.answering.service import build_answerer
 
     torch.set_num_threads(args.threads)
     settings = load_settings(kb=args.kb)

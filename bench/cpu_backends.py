@@ -26,7 +26,7 @@ from answer_latency import QUESTIONS, pct
 
 
 def build(settings, label: str, adapter: str | None) -> dict:
-    from slm.service import build_answerer
+    from slm.answering.service import build_answerer
 
     t0 = time.perf_counter()
     answerer = build_answerer(settings, adapter=adapter)

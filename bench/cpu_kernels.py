@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from tests.helpers.tiny_models import _fast_tokenizer
-from slm.training.gguf_export import write_gguf, quantize_gguf
+from slm.adapters.gguf_export import write_gguf, quantize_gguf
 out = os.environ.get("OUT", "/tmp")
 work = os.environ.get("WORK", "/tmp")
 torch.manual_seed(0)

@@ -9,7 +9,7 @@ backend in turn, so load from other jobs on a shared machine falls on all alike.
 CPU-second (load-insensitive) are printed, with the ratio to torch. Quality: each backend in --quality ingests
 the corpus into its own KB (end-to-end chunks/s, and its share of that backend's raw speed) and answers the
 QA file's questions: page hit@5 and MRR@10 for dense, bm25 and hybrid; the last one also calibrates the hybrid
-weights on 200 questions made from its chunks (slm.fusion) and scores the FAQ again with them. Prints numbers
+weights on 200 questions made from its chunks (slm.retrieval.fusion) and scores the FAQ again with them. Prints numbers
 only; asserts nothing.
 """
 
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from ingest_throughput import chunk_texts  # noqa: E402
 from slm.config import DEFAULT_EMBEDDER, Settings  # noqa: E402
-from slm.embedding import Embedder  # noqa: E402
+from slm.kb.embedding import Embedder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,8 +61,8 @@ def throughput(embedders: dict[str, Embedder], texts: list[str], batch: int) -> 
 
 
 def quality(backend: str, embedder: Embedder, docs: Path, qa: Path, settings: Settings, calibrate: bool) -> dict:
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
 
     questions = [json.loads(line) for line in qa.read_text(encoding="utf-8").splitlines() if line.strip()]
     questions = [q for q in questions if q.get("source")]
@@ -80,8 +80,8 @@ def quality(backend: str, embedder: Embedder, docs: Path, qa: Path, settings: Se
             if calibrate:
                 # Fusion weights calibrated on 200 questions made from the KB's own chunks (what
                 # `slm calibrate-fusion` does), then the FAQ again with them.
-                from slm.fusion import calibrate_fusion, questions_with_gold
-                from slm.retrieval import HybridRetriever
+                from slm.retrieval.fusion import calibrate_fusion, questions_with_gold
+                from slm.retrieval.hybrid import HybridRetriever
 
                 made = questions_with_gold(kb.all_chunks(), 200, seed=0)
                 fusion = calibrate_fusion(kb, made, rrf_k=settings.retrieval.rrf_k,

@@ -1,4 +1,4 @@
-"""Ingest throughput: chunks/s of `slm.ingest` end to end (load, chunk, embed, index, commit) against a raw
+"""Ingest throughput: chunks/s of `slm.kb.ingest` end to end (load, chunk, embed, index, commit) against a raw
 `SentenceTransformer.encode` of the very same texts in the same run, then a re-ingest with no change.
 
     python bench/ingest_throughput.py [--docs corpora/python-docs/faq] [--batch-size 64]
@@ -21,14 +21,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slm.config import Settings  # noqa: E402
-from slm.embedding import Embedder  # noqa: E402
-from slm.ingest import index_text, ingest  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.embedding import Embedder  # noqa: E402
+from slm.kb.ingest import index_text, ingest  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 
 
 def chunk_texts(docs: Path, settings: Settings) -> list[str]:
-    from slm.chunking import chunk_document
-    from slm.documents import discover, load_document
+    from slm.kb.chunking import chunk_document
+    from slm.kb.documents import discover, load_document
     from slm.errors import DocumentError
 
     texts = []

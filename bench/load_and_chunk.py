@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slm.chunking import chunk_document  # noqa: E402
+from slm.kb.chunking import chunk_document  # noqa: E402
 from slm.config import IngestSettings  # noqa: E402
-from slm.documents import discover, load_document  # noqa: E402
+from slm.kb.documents import discover, load_document  # noqa: E402
 from slm.errors import DocumentError  # noqa: E402
 
 

@@ -7,7 +7,7 @@ Prints load time, tokens/s and peak RSS; asserts nothing.
 import resource, time, tempfile, sys
 from pathlib import Path
 import torch
-from slm.loading import load_causal_lm
+from slm.generation.loading import load_causal_lm
 from slm.training.data import encode_examples
 from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
 from slm.training.raft import RaftExample

@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slm.loaders.ocr import OcrOptions, confidence_of  # noqa: E402
-from slm.loaders.pdf import load_pdf  # noqa: E402
+from slm.kb.loaders.ocr import OcrOptions, confidence_of  # noqa: E402
+from slm.kb.loaders.pdf import load_pdf  # noqa: E402
 
 REF = Path("/usr/share/debian-reference")
 LANGUAGES = {"en": "en", "id": "id", "zh-cn": "zh-CN"}

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pdf_evidence import REF, cut_pdf, html_tables  # noqa: E402
 from slm.config import Settings  # noqa: E402
-from slm.ingest import ingest  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.ingest import ingest  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 
 
 def scan_of(pdf: Path, out: Path, dpi: int) -> None:
@@ -38,8 +38,8 @@ def scan_of(pdf: Path, out: Path, dpi: int) -> None:
 
 
 def questions(text_pdf: Path) -> list[tuple[str, str]]:
-    from slm.loaders.pdf import load_pdf
-    from slm.loaders.ocr import OcrOptions
+    from slm.kb.loaders.pdf import load_pdf
+    from slm.kb.loaders.ocr import OcrOptions
 
     parsed = load_pdf(text_pdf.read_bytes(), OcrOptions(ocr=False))
     truth = html_tables("en")

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slm.config import EmbedderSettings, IndexSettings, Settings  # noqa: E402
-from slm.ingest import ingest  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.ingest import ingest  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 
 K = 10
 
@@ -108,8 +108,8 @@ def main() -> None:
 
         local = stack.enter_context(KnowledgeBase.open(args.kb, settings, create=True))
         report, ingest_ms = timed(ingest, args.docs, local, progress=False)
-        from slm.index.pg_publish import publish
-        from slm.kb_shared import SharedKnowledgeBase
+        from slm.kb.index.pg_publish import publish
+        from slm.kb.shared import SharedKnowledgeBase
 
         shared, publish_ms = {}, {}
         for search in ("exact", "hnsw"):

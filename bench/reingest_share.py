@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slm.config import Settings  # noqa: E402
-from slm.documents import discover  # noqa: E402
-from slm.ingest import ingest  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.documents import discover  # noqa: E402
+from slm.kb.ingest import ingest  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 from slm.retraining.changes import chunk_counts, detect_changes  # noqa: E402
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "corpora" / "python-docs"

@@ -3,7 +3,7 @@ gold page and of the gold page#anchor, for bm25, dense, hybrid and hybrid+rerank
 
     python bench/retrieval.py --docs /usr/share/doc/python3.11/html --qa /work/shared/eval/python_faq_qa.jsonl
 
-The KB folder (--kb) is built with `slm.ingest` on first use and reused (re-ingest is a no-op when
+The KB folder (--kb) is built with `slm.kb.ingest` on first use and reused (re-ingest is a no-op when
 nothing changed). Embedding ~15k chunks on a shared 2-core CPU is slow; the vectors can be computed
 elsewhere with the same model and seeded into the KB's embedding cache:
     --export-texts F.jsonl.gz   write the (key, text) pairs the ingest would embed, then exit
@@ -25,16 +25,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slm.config import load_settings  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 
 DEFAULT_KB = Path.home() / ".cache" / "slm" / "bench" / "python-docs-kb"
 
 
 def export_texts(docs: Path, settings, target: Path) -> None:
-    from slm.chunking import chunk_document
-    from slm.documents import discover, load_document
+    from slm.kb.chunking import chunk_document
+    from slm.kb.documents import discover, load_document
     from slm.errors import DocumentError
-    from slm.ingest import embed_key, index_text
+    from slm.kb.ingest import embed_key, index_text
 
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     seen: dict[str, str] = {}
@@ -67,7 +67,7 @@ def import_vectors(kb: KnowledgeBase, keys_file: Path, vector_files: list[Path])
 
 def gold_spans(docs: Path, settings, sources: set[str]) -> dict[tuple[str, str], tuple[int, int]]:
     """(page, anchor) -> the character span of that section in the page (its subsections included)."""
-    from slm.documents import load_document
+    from slm.kb.documents import load_document
 
     spans = {}
     for source in sources:
@@ -118,7 +118,7 @@ def main() -> None:
         export_texts(docs, settings, args.export_texts)
         return
 
-    from slm.ingest import ingest
+    from slm.kb.ingest import ingest
 
     with KnowledgeBase.open(args.kb, settings, create=True) as kb:
         if args.import_vectors:

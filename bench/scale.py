@@ -1,9 +1,9 @@
 """Scale benchmark: the index at 10k-1M chunks with a fake fast embedder (so the index, not the model, is measured).
 
-    python bench/scale.py --chunks 10000 --chunks 100000          # whole pipeline (files -> slm.ingest)
+    python bench/scale.py --chunks 10000 --chunks 100000          # whole pipeline (files -> slm.kb.ingest)
     python bench/scale.py --index-only 1000000                      # segments alone: build, query, recall
 
-Pipeline rows: synthetic .txt files (10 chunks each, topic-structured words) ingested by `slm.ingest` with
+Pipeline rows: synthetic .txt files (10 chunks each, topic-structured words) ingested by `slm.kb.ingest` with
 the fake embedder; then 1% of the files are edited and re-ingested (the index is updated, not rebuilt);
 then queries (dense, bm25, hybrid through HybridRetriever) p50/p95; peak RSS and the KB's disk use.
 Index-only rows: one segment built from synthetic vectors/texts as flat (exact) and as HNSW, query p50/p95 of
@@ -100,9 +100,9 @@ def write_files(root: Path, corpus: Corpus, files: int, chunks_per_file: int) ->
 
 def pipeline(n_chunks: int, work: Path, queries: int, seed: int) -> dict:
     from slm.config import Settings
-    from slm.embedding import Embedder
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.embedding import Embedder
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
 
     per_file = 10
     files = max(1, n_chunks // per_file)
@@ -151,7 +151,7 @@ def pipeline(n_chunks: int, work: Path, queries: int, seed: int) -> dict:
         row["dense_kind"] = ",".join(sorted({s.dense.kind for s in kb.index().segments}))
         # What every ingest paid before segments: the whole index rebuilt from the store (vectors from the
         # cache, every text re-tokenised), measured on the same KB (written as a spare generation).
-        from slm.ingest import _next_generation
+        from slm.kb.ingest import _next_generation
 
         t = time.perf_counter()
         rows = [(s.chunk, s.embed_key) for s in kb.store.iter_stored_chunks()]
@@ -165,8 +165,8 @@ def pipeline(n_chunks: int, work: Path, queries: int, seed: int) -> dict:
 
 def index_only(n: int, work: Path, queries: int, seed: int, kinds: list[str]) -> dict:
     """One segment of n synthetic rows per dense kind: build, query latency, recall@10 against exact."""
-    from slm.index.dense import DenseIndex
-    from slm.index.postings import Postings, SegmentedBM25
+    from slm.kb.index.dense import DenseIndex
+    from slm.kb.index.postings import Postings, SegmentedBM25
 
     corpus = Corpus(seed)
     model = FakeModel()

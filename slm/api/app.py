@@ -13,8 +13,8 @@ from slm.api.limits import BodySizeLimit, GenerationQueue
 from slm.api.metrics import AccessLogAndMetrics, Metrics
 from slm.api.runtime import AnswererFactory, FactoryLoader, KbLoader, ModelHost, _open_registry
 from slm.config import Settings
-from slm.keys import KeyStore
-from slm.ratelimit import RateLimiter
+from slm.api.keys import KeyStore
+from slm.api.ratelimit import RateLimiter
 
 DESCRIPTION = """
 Answers questions from your organisation's documents, with citations. OpenAI-compatible:

@@ -15,8 +15,8 @@ from slm.api.limits import GenerationQueue
 from slm.api.metrics import Metrics
 from slm.api.runtime import ModelHost
 from slm.config import Settings
-from slm.keys import ApiKey, KeyStore
-from slm.ratelimit import RateLimiter
+from slm.api.keys import ApiKey, KeyStore
+from slm.api.ratelimit import RateLimiter
 
 WWW_AUTHENTICATE = 'Bearer realm="slm"'
 

@@ -16,11 +16,11 @@ from slm.api.limits import Slot, check_max_tokens, check_messages
 from slm.api.metrics import CLIENT_CLOSED
 from slm.api.runtime import ServedModel
 from slm.api.schemas import ChatMessage
-from slm.answering import check_question
+from slm.answering.answerer import check_question
 from slm.api.streaming import GenerationStream, call_supported
-from slm.audit import Caller, audit_log_for, audited
-from slm.keys import ApiKey
-from slm.prompting import Turn
+from slm.access.audit import Caller, audit_log_for, audited
+from slm.api.keys import ApiKey
+from slm.answering.prompting import Turn
 from slm.types import Answer
 
 

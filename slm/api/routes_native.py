@@ -8,7 +8,7 @@ from slm.api.deps import context, require_key
 from slm.api.jobs import answer_once, prepare, split_conversation
 from slm.api.routes_openai import ERRORS, _note
 from slm.api.schemas import AnswerRequest, AnswerResponse, ChatMessage, TimingsOut, citations_out
-from slm.keys import ApiKey
+from slm.api.keys import ApiKey
 
 router = APIRouter(tags=["Native"])
 

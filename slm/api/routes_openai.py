@@ -25,7 +25,7 @@ from slm.api.schemas import (
 )
 from slm.api.streaming import DONE, chunk, sse
 from slm.errors import SlmError
-from slm.keys import ApiKey
+from slm.api.keys import ApiKey
 from slm.types import Answer
 
 router = APIRouter(tags=["OpenAI-compatible"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from slm.access import may_use_adapter
+from slm.access.labels import may_use_adapter
 from slm.api.errors import ApiError
 from slm.config import Settings
 from slm.errors import RegistryError
@@ -53,28 +53,28 @@ def may_use(model: ServedModel, caller: frozenset[str] | None) -> bool:
 
 def _open_registry(settings: Settings):
     try:
-        from slm.registry import Registry
+        from slm.adapters.registry import Registry
     except ImportError:
         return None
     return Registry(settings.kb / "adapters")
 
 
 class KbLoader:
-    """The real thing: the knowledge base on disk and answerers from slm.service.build_answerer."""
+    """The real thing: the knowledge base on disk and answerers from slm.answering.service.build_answerer."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.kb = None
 
     def open(self) -> None:
-        from slm.kb import open_for_serving
+        from slm.kb.local import open_for_serving
 
         self.kb = open_for_serving(self.settings)  # the KB folder, or the shared pgvector database
         self.kb.index()  # load the index and the embedder now, not on the first request
         self.kb.embedder()
 
     def build(self, adapter: str | None) -> Any:
-        from slm.service import build_answerer
+        from slm.answering.service import build_answerer
 
         return build_answerer(self.settings, kb=self.kb, adapter=adapter if adapter is not None else "base")
 

@@ -1,4 +1,4 @@
-"""`slm ask`, `slm chat` and `slm calibrate`: thin commands over slm.service / slm.answering / slm.abstention."""
+"""`slm ask`, `slm chat` and `slm calibrate`: thin commands over slm.answering.service / slm.answering.answerer / slm.answering.abstention."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def _emit(items: Iterator, stream: bool):
 def _build(kb: Optional[Path], config: Optional[Path], adapter: Optional[str], extractive: bool,
            max_new_tokens: Optional[int], *, live: bool = False):
     """The answerer for one command; `live` (chat) follows new indexes and adapter promotions meanwhile."""
-    from slm import service
+    from slm.answering import service
 
     settings = settings_from(kb, config)
     if extractive:
@@ -104,7 +104,7 @@ def _audited(items, kb: Optional[Path], config: Optional[Path], audiences: froze
     """The answer stream, logged in the audit log as the local CLI user (access.audit_log)."""
     import getpass
 
-    from slm.audit import Caller, audit_log_for, audited
+    from slm.access.audit import Caller, audit_log_for, audited
 
     caller = Caller(who=f"cli:{getpass.getuser()}", channel="cli", audiences=audiences)
     return audited(items, audit_log_for(settings_from(kb, config)), caller)
@@ -152,7 +152,7 @@ def chat(
 ) -> None:
     """Talk with the knowledge base; follow-up questions are understood in context. /reset forgets, /quit leaves."""
     from slm.errors import RequestTooLarge
-    from slm.prompting import Turn
+    from slm.answering.prompting import Turn
 
     answerer = _build(kb, config, adapter, extractive, None, live=True)
     audiences = parse_audiences(audience)
@@ -198,8 +198,8 @@ def calibrate(
 ) -> None:
     """Choose the abstention threshold from data: answerable vs unanswerable questions, tuned on one split
     and reported on the other, stored in <kb>/calibration.json for every interface to use."""
-    from slm.abstention import OFF_TOPIC_QUESTIONS, LabelledQuestion, calibrate as run_calibration, questions_from_chunks
-    from slm.kb import KnowledgeBase
+    from slm.answering.abstention import OFF_TOPIC_QUESTIONS, LabelledQuestion, calibrate as run_calibration, questions_from_chunks
+    from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
     questions: list[LabelledQuestion] = []
@@ -257,7 +257,7 @@ def calibrate(
 
 
 def _load_qa(path: Path):
-    from slm.abstention import LabelledQuestion
+    from slm.answering.abstention import LabelledQuestion
     from slm.evaluation.dataset import load_qa
 
     examples, bad = load_qa(path)
@@ -267,7 +267,7 @@ def _load_qa(path: Path):
 
 
 def _load_negatives(path: Path):
-    from slm.abstention import LabelledQuestion
+    from slm.answering.abstention import LabelledQuestion
     from slm.errors import ConfigError
 
     if not path.is_file():

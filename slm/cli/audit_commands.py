@@ -28,7 +28,7 @@ def _since(value: Optional[str]) -> float | None:
 
 
 def _open(kb: Optional[Path], config: Optional[Path]):
-    from slm.audit import AuditLog
+    from slm.access.audit import AuditLog
 
     settings = settings_from(kb, config)
     return AuditLog.for_kb(settings.kb)
@@ -44,7 +44,7 @@ def audit_show_command(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Print the latest answers: time, channel, caller, audiences, model, cited documents."""
-    from slm.audit import audiences_label
+    from slm.access.audit import audiences_label
 
     events = list(_open(kb, config).events(since=_since(since), who=who, doc=doc))[-last:] if last > 0 else []
     if not events:

@@ -21,6 +21,6 @@ def parse_audiences(value: Optional[str]) -> frozenset[str] | None:
     """`--audience a,b` → {"a", "b"}; None means the CLI user is trusted with everything."""
     if value is None:
         return None
-    from slm.access import normalize_labels
+    from slm.access.labels import normalize_labels
 
     return normalize_labels(value.split(","))

@@ -1,4 +1,4 @@
-"""`slm calibrate-fusion`: choose the dense/BM25 weights of hybrid retrieval for this KB (slm.fusion)."""
+"""`slm calibrate-fusion`: choose the dense/BM25 weights of hybrid retrieval for this KB (slm.retrieval.fusion)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def calibrate_fusion(
 ) -> None:
     """Weight dense and BM25 in hybrid retrieval by what works on this KB: tuned on one split of questions,
     reported on the other, stored in <kb>/fusion.json (used while retrieval.fusion is `calibrated`)."""
-    from slm.fusion import GoldQuestion, calibrate_fusion as run, questions_with_gold
-    from slm.kb import KnowledgeBase
+    from slm.retrieval.fusion import GoldQuestion, calibrate_fusion as run, questions_with_gold
+    from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
     with KnowledgeBase.open(Path(settings.kb), settings) as knowledge_base:

@@ -1,4 +1,4 @@
-"""`slm ingest`, `slm search`, `slm status`: thin commands over slm.ingest, slm.retrieval and slm.kb."""
+"""`slm ingest`, `slm search`, `slm status`: thin commands over slm.kb.ingest, slm.retrieval.hybrid and slm.kb.local."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def ingest_command(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Ingest a folder, a website, a bucket or a Git repository; re-runs touch only changed documents."""
-    from slm.connectors.spec import SourceSpec
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.connectors.spec import SourceSpec
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
     spec = SourceSpec(source, crawl=crawl, max_pages=max_pages, max_depth=max_depth, endpoint_url=endpoint_url)
@@ -68,7 +68,7 @@ def search_command(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Search the knowledge base and print the best chunks with their scores and locations."""
-    from slm.kb import KnowledgeBase
+    from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
     with KnowledgeBase.open(settings.kb, settings) as base:
@@ -101,7 +101,7 @@ def status_command(
     log: int = typer.Option(0, "--log", help="Also show the last N ingestion log entries."),
 ) -> None:
     """Show what the knowledge base holds: documents, chunks, index generation, embedder, last ingest."""
-    from slm.kb import KnowledgeBase
+    from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
     with KnowledgeBase.open(settings.kb, settings, check_embedder=False) as base:

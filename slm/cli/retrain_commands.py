@@ -58,7 +58,7 @@ def retrain(
 
 
 def _print_history(settings, limit: int) -> None:
-    from slm.kb import KnowledgeBase
+    from slm.kb.local import KnowledgeBase
     from slm.retraining.history import RetrainHistory
 
     with KnowledgeBase.open(Path(settings.kb), settings, check_embedder=False) as kb:

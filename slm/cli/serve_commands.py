@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from slm.api.app import create_app
         from slm.api.metrics import configure_json_logging
         from slm.api.server import uvicorn_config
-        from slm.keys import KeyStore
+        from slm.api.keys import KeyStore
 
         settings = settings_from(kb, config)
         if host is not None:
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOption,
     ) -> None:
         """Create a key and print it once (only its hash is stored)."""
-        from slm.keys import KeyStore
+        from slm.api.keys import KeyStore
 
         settings = settings_from(kb, config)
         new = KeyStore.for_kb(settings.kb).create(name, audience.split(","))
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOption,
     ) -> None:
         """List keys (never the secrets), one a line, tab-separated."""
-        from slm.keys import KeyStore
+        from slm.api.keys import KeyStore
 
         settings = settings_from(kb, config)
         keys = KeyStore.for_kb(settings.kb).list(include_revoked=all_keys)
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOption,
     ) -> None:
         """Revoke a key; a running server refuses it from the next request on."""
-        from slm.keys import KeyStore
+        from slm.api.keys import KeyStore
 
         settings = settings_from(kb, config)
         key = KeyStore.for_kb(settings.kb).revoke(name_or_id)

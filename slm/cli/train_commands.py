@@ -1,4 +1,4 @@
-"""`slm train` and `slm models list|promote|rollback|merge|export-gguf|fetch`: thin commands over slm.training and slm.registry."""
+"""`slm train` and `slm models list|promote|rollback|merge|export-gguf|fetch`: thin commands over slm.training and slm.adapters.registry."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def train(
 
 
 def _registry(kb: Optional[Path], config: Optional[Path]):
-    from slm.registry import Registry
+    from slm.adapters.registry import Registry
 
     settings = settings_from(kb, config)
     return Registry(Path(settings.kb) / "adapters"), settings
@@ -109,7 +109,7 @@ def merge_model(
     version: str, out: Path, kb: Optional[Path] = KbOption, config: Optional[Path] = ConfigOption
 ) -> None:
     """Write VERSION merged into its base as a plain transformers model folder at OUT."""
-    from slm.training.merge import merge_adapter
+    from slm.adapters.merge import merge_adapter
 
     registry, _ = _registry(kb, config)
     path = merge_adapter(registry.get(version), out)
@@ -126,7 +126,7 @@ def export_gguf_model(
 ) -> None:
     """Merge VERSION into its base and write one GGUF file for llama.cpp (generation.backend: llamacpp)."""
     from slm.errors import RegistryError
-    from slm.training.gguf_export import export_gguf
+    from slm.adapters.gguf_export import export_gguf
 
     registry, settings = _registry(kb, config)
     if version is not None and version.lower() in ("base", "none"):

@@ -45,14 +45,14 @@ def feedback_export_command(
 ) -> None:
     """Dump every rating (question, answer, citations, model, user, time) as one JSON object a line."""
     from slm.cli.common import parse_audiences
-    from slm.feedback import FeedbackStore, visible_to
+    from slm.answering.feedback import FeedbackStore, visible_to
 
     settings = settings_from(kb, config)
     store = FeedbackStore.for_kb(settings.kb)
     audiences = parse_audiences(audience)
     visible = None
     if audiences is not None:
-        from slm.store import Store
+        from slm.kb.store import Store
 
         kb_store = Store(settings.kb / "store.sqlite")
         try:

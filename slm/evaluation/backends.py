@@ -19,7 +19,7 @@ def _registry_entry(kb_path: Path, version: str | None) -> dict[str, Any]:
     if not version:
         return {}
     try:
-        from slm.registry import Registry
+        from slm.adapters.registry import Registry
 
         entry = Registry(Path(kb_path) / "adapters").get(version)
     except Exception:  # an adapter given by path has no registry entry
@@ -48,13 +48,13 @@ class ModelAnswererFactory:
         self.notes: list[str] = []
 
     def threshold(self) -> float | None:
-        from slm.service import calibrated_threshold
+        from slm.answering.service import calibrated_threshold
 
         return calibrated_threshold(self.settings, self.kb_path)
 
     def resolve(self, generator: str) -> Any | None:
         """The service's ResolvedAdapter (path, label, audiences) for base / current / vN; None = base."""
-        from slm.service import resolve_adapter
+        from slm.answering.service import resolve_adapter
 
         if generator == "base":
             return None
@@ -72,7 +72,7 @@ class ModelAnswererFactory:
         generation = dataclasses.replace(self.generation, model=model) if model else self.generation
         key = (generation.model, str(path) if path else None)
         if key not in self._generators:
-            from slm.generation import load_generator
+            from slm.generation.backends import load_generator
 
             loaded = load_generator(generation, path)
             if label is not None:
@@ -81,7 +81,7 @@ class ModelAnswererFactory:
         return self._generators[key]
 
     def __call__(self, spec: VariantSpec, retriever: Any) -> tuple[Any, ModelIdentity]:
-        from slm.answering import Answerer, ExtractiveAnswerer
+        from slm.answering.answerer import Answerer, ExtractiveAnswerer
 
         retrieval = dataclasses.replace(self.settings.retrieval, mode=spec.retrieval.mode, rerank=spec.retrieval.rerank)
         threshold = self.threshold()

@@ -56,7 +56,7 @@ def machine_info() -> dict[str, Any]:
 
 def kb_identity(kb: Any, settings: Settings, audiences: frozenset[str] | None) -> dict[str, Any]:
     """Which knowledge base was measured: path, visible documents and chunks, and a content fingerprint."""
-    from slm.access import can_see
+    from slm.access.labels import can_see
 
     docs = [d for d in kb.documents() if can_see(getattr(d, "audiences", ()), audiences)]
     digest = hashlib.sha256()
@@ -96,9 +96,9 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
 
 
 def _fusion_info(settings: Settings, embedder: str) -> dict[str, Any]:
-    """The hybrid weights this run used (the retriever's rule, slm.fusion.fusion_weights): calibrated for the
+    """The hybrid weights this run used (the retriever's rule, slm.retrieval.fusion.fusion_weights): calibrated for the
     KB, with the held-out scores they were chosen with, or equal."""
-    from slm.fusion import fusion_weights, load_fusion
+    from slm.retrieval.fusion import fusion_weights, load_fusion
 
     calibrated = settings.retrieval.fusion == "calibrated" and fusion_weights(Path(settings.kb), embedder) is not None
     if not calibrated:
@@ -114,8 +114,8 @@ def gold_documents(gold_sources: Sequence[str], documents: Sequence[Any]) -> dic
 def training_notes(run: EvalRun, qa_paths: Sequence[Path], documents: Sequence[Any] = ()) -> list[str]:
     """For each adapter: were the gold source pages in its training corpus, was the question file guarded.
     A gold page counts as trained on when a KB document it resolves to is not excluded by the adapter's
-    `exclude_docs` (one glob dialect, `slm.globs`)."""
-    from slm.globs import document_matches
+    `exclude_docs` (one glob dialect, `slm.access.globs`)."""
+    from slm.access.globs import document_matches
 
     gold = sorted({q.example.source for q in run.questions if q.example.source and not q.gold_hidden})
     resolved = gold_documents(gold, documents)
@@ -164,7 +164,7 @@ def evaluate(
     bad_lines = [b for f in files for b in f.bad_lines]
     own_kb = kb is None
     if kb is None:
-        from slm.kb import KnowledgeBase
+        from slm.kb.local import KnowledgeBase
 
         kb = KnowledgeBase.open(Path(settings.kb), settings)
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from slm.access import can_see
+from slm.access.labels import can_see
 from slm.errors import SlmError
 from slm.evaluation.metrics import first_rank, rouge_l, source_matches, token_f1
 from slm.evaluation.records import AnswerRecord, EvalQuestion, ModelIdentity, RetrievalRecord, RetrievedRef
@@ -306,8 +306,8 @@ def run_eval(
 def exclude_tuned(examples: Sequence[QAExample], kb_path: Path) -> tuple[list[QAExample], list[str]]:
     """Leave out questions `slm calibrate` tuned its threshold on, or `slm calibrate-fusion` its weights on
     (they would flatter abstention or retrieval)."""
-    from slm.abstention import load_calibration
-    from slm.fusion import load_fusion
+    from slm.answering.abstention import load_calibration
+    from slm.retrieval.fusion import load_fusion
 
     kept, notes = list(examples), []
     for tuner, what, calibration in (("slm calibrate", "the abstention threshold", load_calibration(Path(kb_path))),

@@ -43,9 +43,9 @@ class ChangeSet:
 
 def detect_changes(source: Any, kb: Any) -> ChangeSet:
     """Compare what the source lists (a folder, a site, a bucket, a repository) with the store by the same
-    fingerprint ingestion uses. Reads only; `slm.ingest.ingest` then re-reads exactly these."""
-    from slm.connectors.spec import as_spec
-    from slm.ingest import open_kb_source, settings_signature, stored_fingerprint  # the one definition of "changed"
+    fingerprint ingestion uses. Reads only; `slm.kb.ingest.ingest` then re-reads exactly these."""
+    from slm.kb.connectors.spec import as_spec
+    from slm.kb.ingest import open_kb_source, settings_signature, stored_fingerprint  # the one definition of "changed"
 
     known = kb.store.fingerprints()
     signature = settings_signature(kb)
@@ -99,7 +99,7 @@ class SourceWatcher:
     polled by its listing's fingerprints (object ETags, blob ids, conditional GETs)."""
 
     def __init__(self, root: Any, settings: Any = None):
-        from slm.connectors.spec import as_spec
+        from slm.kb.connectors.spec import as_spec
 
         self.spec = as_spec(root)
         self.root = Path(self.spec.uri) if self.spec.kind == "folder" else None
@@ -122,8 +122,8 @@ class SourceWatcher:
         return out
 
     def _remote_snapshot(self) -> dict[str, Any]:
-        from slm.connectors.spec import open_source
-        from slm.ingest import SOURCES_DIR
+        from slm.kb.connectors.spec import open_source
+        from slm.kb.ingest import SOURCES_DIR
 
         # The KB's own cache folder: a Git mirror is fetched, not cloned again, on every poll.
         src = open_source(self.spec, self.settings.ingest, cache_dir=Path(self.settings.kb) / SOURCES_DIR)

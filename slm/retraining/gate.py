@@ -1,13 +1,13 @@
 """The promotion gate for retraining: the candidate and the served model answer the same held-out
 questions; the candidate is promoted unless a gate metric is worse by more than the tolerance
-(`slm.promotion_gate.judge` with the `not_worse` rule)."""
+(`slm.adapters.gate.judge` with the `not_worse` rule)."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from slm.promotion_gate import GateVerdict as GateResult
-from slm.promotion_gate import MetricDelta, judge
+from slm.adapters.gate import GateVerdict as GateResult
+from slm.adapters.gate import MetricDelta, judge
 
 __all__ = ["GateResult", "MetricDelta", "not_worse"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from slm.config import Settings
-from slm.connectors.spec import SourceSpec, as_spec, stored_spec
+from slm.kb.connectors.spec import SourceSpec, as_spec, stored_spec
 from slm.errors import KnowledgeBaseError, RegistryError
 from slm.retraining.changes import ChangeSet, SourceWatcher, changes_since, chunk_counts, detect_changes
 from slm.retraining.history import INTERRUPTED, Outcome, RetrainHistory, RunRecord
@@ -46,9 +46,9 @@ def run_pass(
     log: Log = _stderr,
 ) -> RunRecord:
     """One pass; returns the stored run report (its `.outcome.exit_code` is what the CLI exits with)."""
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
-    from slm.registry import Registry
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
+    from slm.adapters.registry import Registry
 
     kb_path = Path(settings.kb)
     if root is None and not (kb_path / "store.sqlite").is_file():
@@ -185,7 +185,7 @@ def watch(
 ) -> list[RunRecord]:
     """Poll the source folder (size + mtime) every `interval` seconds; run a pass when something moved.
     A failing pass is logged and retried on the next change; Ctrl-C stops."""
-    from slm.kb import KnowledgeBase
+    from slm.kb.local import KnowledgeBase
 
     if root is None:
         with KnowledgeBase.open(Path(settings.kb), settings) as kb:

@@ -88,7 +88,7 @@ def feedback_questions(kb_path: Path, limit: int) -> list[QAExample]:
     citations); one per distinct question."""
     if limit <= 0:
         return []
-    from slm.feedback import FeedbackStore
+    from slm.answering.feedback import FeedbackStore
 
     seen: set[str] = set()
     out: list[QAExample] = []

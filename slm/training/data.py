@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from slm.prompting import render_prompt
+from slm.answering.prompting import render_prompt
 from slm.training.raft import RaftExample
 
 IGNORE_INDEX = -100

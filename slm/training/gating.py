@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from slm.errors import TrainingError
-from slm.registry import GateDecision, Registry, gate
+from slm.adapters.registry import GateDecision, Registry, gate
 
 # Generator-dependent metrics of slm.evaluation (retrieval metrics do not change with the adapter).
 GATE_METRICS = ("answer_f1", "answer_rouge_l", "citation_accuracy")
@@ -35,7 +35,7 @@ def gate_new_version(
     run_eval: Callable[..., dict[str, Any]] = _run_eval,
 ) -> GateDecision:
     """Evaluate `current` (the served adapter, or the base model) and `version` on the same questions,
-    then promote `version` if `slm.registry.gate` says it is better, else mark it rejected."""
+    then promote `version` if `slm.adapters.registry.gate` says it is better, else mark it rejected."""
     if not qa_paths:
         raise TrainingError("gated promotion needs evaluation questions: pass --eval-qa FILE")
     summary = run_eval(settings, list(qa_paths), ["current", version], out, kb=kb, limit=limit, progress=progress)

@@ -57,7 +57,7 @@ def train_prepared(run_dir: Path, *, base: str | None = None, strategy: str | No
     """
     import torch
 
-    from slm.loading import load_causal_lm
+    from slm.generation.loading import load_causal_lm
     from slm.training.distributed import check_strategy, init_from_env
     from slm.training.lora import attach_lora, train_lora
 

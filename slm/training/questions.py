@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from slm.globs import document_matches
+from slm.access.globs import document_matches
 from slm.text.words import STOP_WORDS, collapse_spaces, has_cjk, is_cjk, normalise, stop_words, terms, tokens, units
 from slm.training.rule_questions import choose, rule_questions, topic_phrasings
 from slm.types import Chunk, QAExample

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
-from slm.prompting import ABSTAIN_TEXT, build_messages
+from slm.answering.prompting import ABSTAIN_TEXT, build_messages
 from slm.training.leakcheck import normalise
 from slm.types import Chunk, QAExample
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from slm.access import normalize_label, normalize_labels
+from slm.access.labels import normalize_label, normalize_labels
 from slm.config import Settings
 from slm.errors import TrainingError
 from slm.types import Chunk, QAExample
@@ -124,8 +124,8 @@ def find_run(kb_path: Path, resume: bool) -> Path:
 
 def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, log=print) -> TrainReport:
     """Train an adapter on the knowledge base and register it; see the module docstring for the steps."""
-    from slm.loading import load_causal_lm
-    from slm.registry import Registry
+    from slm.generation.loading import load_causal_lm
+    from slm.adapters.registry import Registry
     from slm.training.data import encode_examples
     from slm.training.distributed import check_strategy
     from slm.training.leakcheck import LeakGuard, read_eval_questions
@@ -149,7 +149,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     notes: list[str] = []
     own_kb = kb is None
     if own_kb:
-        from slm.kb import KnowledgeBase
+        from slm.kb.local import KnowledgeBase
 
         kb = KnowledgeBase.open(Path(settings.kb), settings)
     try:
@@ -393,7 +393,7 @@ def _checkpointing_field(choice: str) -> dict[str, Any]:
 
 
 def _excluded_ids(chunks: Sequence[Chunk], exclude: Sequence[str]) -> set[str]:
-    from slm.globs import document_matches
+    from slm.access.globs import document_matches
 
     if not exclude:
         return set()

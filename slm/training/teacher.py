@@ -33,7 +33,7 @@ class LocalTeacher:
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> "LocalTeacher":
-        from slm.loading import load_causal_lm
+        from slm.generation.loading import load_causal_lm
 
         model, tokenizer = load_causal_lm(spec)
         return cls(model, tokenizer, name=spec, **kwargs)
@@ -41,7 +41,7 @@ class LocalTeacher:
     def complete_many(self, batch: Sequence[Messages], *, max_new_tokens: int = 48) -> list[str]:
         import torch
 
-        from slm.prompting import render_prompt
+        from slm.answering.prompting import render_prompt
 
         out: list[str] = []
         tok = self.tokenizer
@@ -79,13 +79,13 @@ class LlamaCppTeacher:
     CONTEXT_TOKENS = 4096
 
     def __init__(self, generator: Any, *, name: str, repeat_penalty: float = 1.1):
-        self.generator = generator  # slm.llamacpp.LlamaCppGenerator: its chat template and tokenizer
+        self.generator = generator  # slm.generation.llamacpp.LlamaCppGenerator: its chat template and tokenizer
         self.name = name
         self.repeat_penalty = repeat_penalty
 
     @classmethod
     def load(cls, spec: str, *, threads: int | None = None, **kwargs: Any) -> "LlamaCppTeacher":
-        from slm.llamacpp import LlamaCppGenerator, load_llama
+        from slm.generation.llamacpp import LlamaCppGenerator, load_llama
         from slm.models import resolve_model
 
         resolved = resolve_model(spec)

@@ -15,11 +15,11 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from slm.audit import Caller, audit_log_for, record_answer
+from slm.access.audit import Caller, audit_log_for, record_answer
 from slm.config import Settings
 from slm.errors import AccessDenied, ConfigError
-from slm.feedback import FeedbackStore
-from slm.sources import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibrary, SourceNotFound, load_source, render_source_page
+from slm.answering.feedback import FeedbackStore
+from slm.answering.source_view import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibrary, SourceNotFound, load_source, render_source_page
 from slm.webui import render
 from slm.webui.auth import LOCAL_USER, Viewer, check_bind, header_user, is_loopback, login_mode, viewer_for
 from slm.webui.chat import ChatController, FeedbackSink, Owner, StreamingAnswerer
@@ -69,11 +69,11 @@ def build_parts(
 ) -> Parts:
     """Open the KB (once) only for what was not injected: the answerer, the source library, feedback."""
     if kb is None and (answerer is None or (need_library and library is None)):
-        from slm.kb import open_for_serving
+        from slm.kb.local import open_for_serving
 
         kb = open_for_serving(settings)
     if answerer is None:
-        from slm.service import build_live_answerer
+        from slm.answering.service import build_live_answerer
 
         answerer = build_live_answerer(settings, kb=kb)  # follows new index generations and promotions
     if library is None and kb is not None:

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from slm.access import normalize_labels
+from slm.access.labels import normalize_labels
 from slm.config import AccessSettings, UISettings
 from slm.errors import AccessDenied, ConfigError
 

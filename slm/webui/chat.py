@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.errors import SlmError
-from slm.prompting import Turn
+from slm.answering.prompting import Turn
 from slm.types import Answer
 from slm.webui import render
 from slm.webui.conversations import ConversationStore, Entry, Owner

@@ -7,8 +7,8 @@ import html
 import re
 from urllib.parse import quote, urlencode
 
-from slm.citations import MARKER_RE, citation_for
-from slm.prompting import ABSTAIN_TEXT
+from slm.answering.citations import MARKER_RE, citation_for
+from slm.answering.prompting import ABSTAIN_TEXT
 from slm.types import Answer, Chunk, Citation
 
 SOURCE_ROUTE = "source"  # relative, so the app also works behind a proxy under a sub-path

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slm.answering import Answerer
+from slm.answering.answerer import Answerer
 from slm.config import Settings
-from slm.prompting import SYSTEM_PROMPT, Turn
+from slm.answering.prompting import SYSTEM_PROMPT, Turn
 from slm.types import Answer
 
 pytestmark = pytest.mark.integration
@@ -42,10 +42,10 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def answerer(tmp_path_factory):
-    from slm.generation import load_generator
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
-    from slm.service import build_answerer
+    from slm.generation.backends import load_generator
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
+    from slm.answering.service import build_answerer
 
     base = tmp_path_factory.mktemp("answer-real")
     corpus = base / "corpus"

@@ -47,7 +47,7 @@ def _register_hr_adapter(kb, lm_dir, folder):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from slm.registry import Registry
+    from slm.adapters.registry import Registry
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(lm_dir),
                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
@@ -192,7 +192,7 @@ def test_key_revoked_by_cli_is_refused_by_the_running_server(setup):
 
 
 def test_adapter_access_and_promotion_without_restart(setup):
-    from slm.registry import Registry
+    from slm.adapters.registry import Registry
 
     hr = new_key(setup, "hr-team", "hr")
     hr_client = client(setup, hr)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from slm.chunking import chunk_document
+from slm.kb.chunking import chunk_document
 from slm.config import IngestSettings
-from slm.documents import discover, load_document
+from slm.kb.documents import discover, load_document
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from tests.helpers.kb import kb_settings, write_corpus, write_doc
 
 pytestmark = pytest.mark.integration
@@ -24,9 +24,9 @@ DRIVER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[4])
-    from slm.embedding import Embedder
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.embedding import Embedder
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
     from tests.helpers.kb import kb_settings
 
     corpus, kb_dir, embedder_dir, _repo, kill_at = sys.argv[1:6]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from slm.access import can_see
+from slm.access.labels import can_see
 from tests.integration.api_server import Server, slm
 from tests.leak.canary import (
     CORPUS, EchoGenerator, EchoServer, Tally, find_leaks, hidden_from, probes, source_probe_ids,
@@ -54,7 +54,7 @@ def _register_hr_adapter(kb, lm_dir, folder):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from slm.registry import Registry
+    from slm.adapters.registry import Registry
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(lm_dir),
                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
@@ -98,7 +98,7 @@ def run_api_probes(url: str, key: str, audiences, tally: Tally, channel: str) ->
 
 
 def audit_rows(config: dict) -> list[dict]:
-    from slm.audit import AuditLog
+    from slm.access.audit import AuditLog
 
     return [e.to_json() for e in AuditLog.for_kb(config["kb"]).events()]
 
@@ -183,8 +183,8 @@ def _unescape(text: str) -> str:
 def test_chat_and_source_route_as_a_non_hr_user(canary):
     from fastapi.testclient import TestClient
 
-    from slm.answering import Answerer
-    from slm.kb import KnowledgeBase
+    from slm.answering.answerer import Answerer
+    from slm.kb.local import KnowledgeBase
     from slm.webui.app import create_server
     from slm.webui.chat import ChatController
 
@@ -236,9 +236,9 @@ def test_chat_and_source_route_as_a_non_hr_user(canary):
 # ---------------------------------------------------------------- the library
 
 def test_library_answerers_retriever_and_langchain(canary):
-    from slm.answering import Answerer, ExtractiveAnswerer
-    from slm.kb import KnowledgeBase
-    from slm.langchain_retriever import SlmRetriever
+    from slm.answering.answerer import Answerer, ExtractiveAnswerer
+    from slm.kb.local import KnowledgeBase
+    from slm.retrieval.langchain import SlmRetriever
     from slm.config import load_settings
 
     settings = load_settings(config_file=canary["config"])

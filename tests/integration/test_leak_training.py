@@ -31,8 +31,8 @@ def trained_chunk_ids(run_dir) -> set[str]:
 
 
 def test_public_adapter_never_sees_restricted_documents(tmp_path, tiny_lm_dir, tiny_embedder_dir, monkeypatch):
-    from slm.registry import Registry
-    from slm.service import build_answerer
+    from slm.adapters.registry import Registry
+    from slm.answering.service import build_answerer
     from slm.training.recipe import TrainOptions, run_training
 
     torch.set_num_threads(1)

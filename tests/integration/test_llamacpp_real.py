@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'slm[llamacpp]')")
 
 from slm.config import Settings  # noqa: E402
-from slm.prompting import build_messages, render_prompt  # noqa: E402
+from slm.answering.prompting import build_messages, render_prompt  # noqa: E402
 from slm.types import Answer, Chunk  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def generator(settings):
-    from slm.generation import load_generator
+    from slm.generation.backends import load_generator
 
     return load_generator(settings.generation)
 
@@ -51,9 +51,9 @@ def test_prompt_tokens_are_the_transformers_backends(generator):
 
 
 def test_answers_a_tiny_corpus_question_with_a_valid_citation(settings, generator):
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
-    from slm.service import build_answerer
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
+    from slm.answering.service import build_answerer
 
     corpus = settings.kb.parent / "corpus"
     shutil.copytree(ROOT / "corpora" / "tiny", corpus)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from slm.cli.main import app
 from slm.config import DEFAULT_EMBEDDER, load_settings
-from slm.embedding_e5 import E5_SPEC
-from slm.kb import KnowledgeBase
+from slm.kb.embedding_e5 import E5_SPEC
+from slm.kb.local import KnowledgeBase
 
 pytestmark = pytest.mark.integration
 

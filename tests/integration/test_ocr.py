@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from slm.documents import load_document
+from slm.kb.documents import load_document
 from slm.errors import DocumentError
-from slm.ingest import document_warnings
-from slm.loaders.limits import ExpansionLimits
-from slm.loaders.ocr import OcrOptions, language_for
+from slm.kb.ingest import document_warnings
+from slm.kb.loaders.limits import ExpansionLimits
+from slm.kb.loaders.ocr import OcrOptions, language_for
 from tests.fixtures.builders import make_pdf, make_scanned_pdf, make_table_pdf
 
 pytestmark = [

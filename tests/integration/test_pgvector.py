@@ -11,9 +11,9 @@ import pytest
 
 from slm.config import AccessSettings, EmbedderSettings, IndexSettings, Settings
 from slm.errors import KnowledgeBaseError
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase, open_for_serving
-from slm.kb_shared import SharedKnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase, open_for_serving
+from slm.kb.shared import SharedKnowledgeBase
 from tests.helpers.postgres import PgCluster, find_pg_bin
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ def test_the_shared_index_mirrors_the_local_generation(tiny):
 def test_hnsw_generation_agrees_with_exact_search(pg, tiny, tmp_path):
     local, _ = tiny
     settings = replace(local.settings, index=replace(local.settings.index, schema="tiny_hnsw", search="hnsw"))
-    from slm.index.pg_publish import publish
+    from slm.kb.index.pg_publish import publish
 
     assert publish(local, settings.index).published
     with SharedKnowledgeBase.open(settings, embedder=local.embedder()) as shared:

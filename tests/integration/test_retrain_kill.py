@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from slm.kb import KnowledgeBase
-from slm.registry import Registry
+from slm.kb.local import KnowledgeBase
+from slm.adapters.registry import Registry
 from slm.retraining.history import INTERRUPTED, Outcome, RetrainHistory
 from slm.retraining.lock import RetrainLocked
-from slm.service import build_live_answerer
+from slm.answering.service import build_live_answerer
 from tests.helpers.retrain_corpus import page, retrain_settings, write_pages
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from slm.registry import Registry
+from slm.adapters.registry import Registry
 from slm.retraining.history import Outcome
 from tests.helpers.retrain_corpus import ADDED, page, retrain_settings, write_pages
 from tests.integration.api_server import Server, slm

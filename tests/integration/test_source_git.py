@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from slm.connectors.git import GitSource, parse_git_uri
-from slm.connectors.spec import limits_for
+from slm.kb.connectors.git import GitSource, parse_git_uri
+from slm.kb.connectors.spec import limits_for
 from slm.config import IngestSettings
 from slm.errors import SourceError
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from slm.retraining.changes import ChangeSet, detect_changes
 from tests.helpers.kb import TOPICS, kb_settings
 

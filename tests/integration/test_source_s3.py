@@ -4,11 +4,11 @@ key-prefix rules giving audiences, credentials only from the environment, a stor
 
 import pytest
 
-from slm.connectors.s3 import S3Source, parse_s3_uri
-from slm.connectors.spec import SourceSpec
+from slm.kb.connectors.s3 import S3Source, parse_s3_uri
+from slm.kb.connectors.spec import SourceSpec
 from slm.errors import SourceError
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from slm.retraining.changes import ChangeSet, detect_changes
 from tests.helpers.kb import TOPICS, kb_settings
 

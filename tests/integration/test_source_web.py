@@ -5,10 +5,10 @@ a huge page each one logged failure, a re-crawl by conditional GET, changes and 
 import pytest
 
 from slm.config import IngestSettings
-from slm.connectors.spec import SourceSpec, open_source
+from slm.kb.connectors.spec import SourceSpec, open_source
 from slm.errors import SourceError
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from slm.retraining.changes import detect_changes
 from tests.helpers.kb import kb_settings
 from tests.helpers.site import Resource, Site, SiteServer

@@ -19,11 +19,11 @@ def test_real_model_trains_registers_and_serves(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from slm.config import Settings
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
     from slm.models import resolve_model
-    from slm.registry import Registry
-    from slm.service import build_answerer
+    from slm.adapters.registry import Registry
+    from slm.answering.service import build_answerer
     from slm.training.recipe import TrainOptions, run_training
 
     torch.set_num_threads(2)

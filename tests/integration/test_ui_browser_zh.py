@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from slm.citations import parse_citations
+from slm.answering.citations import parse_citations
 from slm.config import Settings
 from slm.types import Answer, Chunk, Hit, Timings
 from slm.webui.app import create_server

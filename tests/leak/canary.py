@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from slm.access import can_see
+from slm.access.labels import can_see
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpora" / "canary"
@@ -181,7 +181,7 @@ def source_probe_ids(hidden: Sequence[Secret]) -> list[str]:
 
 def flatten_prompt(messages: Sequence[dict]) -> str:
     """The whole prompt on one line, with what the stop scanner would cut on disarmed, canaries intact."""
-    from slm.prompting import ABSTAIN_TEXT
+    from slm.answering.prompting import ABSTAIN_TEXT
 
     # the instructions quote the abstention sentence: left in, every echo would read as an abstention
     text = " ".join(f"{m['role']}| {m['content']}" for m in messages).replace(ABSTAIN_TEXT, "(the abstain sentence)")
@@ -271,8 +271,8 @@ def canary_settings(kb_dir: Path, embedder: str | Path, *, default_audiences: Se
 
 def ingest_canary(settings, root: Path = CORPUS):
     """Ingest `root` into `settings.kb`; returns the open KnowledgeBase."""
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
 
     kb = KnowledgeBase.open(settings.kb, settings, create=True)
     report = ingest(root, kb, progress=False)

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from slm.config import AccessSettings
-from slm.documents import load_document
+from slm.kb.documents import load_document
 from slm.errors import DocumentError
-from slm.ingest import IngestReport, ingest
-from slm.kb import KnowledgeBase
-from slm.loaders.limits import ExpansionLimits
-from slm.store import DocumentInfo, LogEntry
+from slm.kb.ingest import IngestReport, ingest
+from slm.kb.local import KnowledgeBase
+from slm.kb.loaders.limits import ExpansionLimits
+from slm.kb.store import DocumentInfo, LogEntry
 from slm.types import Chunk
 from tests.fixtures.builders import make_docx
 from tests.helpers.kb import kb_settings, write_doc
@@ -378,7 +378,7 @@ def test_pdf_pages_within_the_stream_bound_still_add_up_to_the_file_bound():
     # Each page inflates to 1 MB, under the bound; the third passes 2 MB in all before it is read.
     content = zlib.compress(b"BT /F1 12 Tf 72 720 Td (page) Tj ET\n" + b"%" * MIB + b"\n")
     limits = ExpansionLimits(max_expanded_bytes=2 * MIB + MIB // 2)
-    from slm.loaders.pdf import load_pdf
+    from slm.kb.loaders.pdf import load_pdf
 
     assert load_pdf(_pdf([content, content]), limits=limits).text.count("page") == 2
     with pytest.raises(DocumentError, match="PDF expands to more than 2 MB"):

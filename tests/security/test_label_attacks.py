@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from slm.access import can_see, may_use_adapter, normalize_label, parse_labels
+from slm.access.labels import can_see, may_use_adapter, normalize_label, parse_labels
 from slm.api.runtime import FactoryLoader, ModelHost
 from slm.config import Settings
-from slm.keys import KeyStore
-from slm.registry import Registry
-from slm.service import build_answerer
+from slm.api.keys import KeyStore
+from slm.adapters.registry import Registry
+from slm.answering.service import build_answerer
 from tests.unit.test_access_adapters import FakeKB, Q, adapter_dir, scripted  # noqa: F401  (fixture)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from slm.prompting import Turn, build_messages, render_chat_template, render_prompt
+from slm.answering.prompting import Turn, build_messages, render_chat_template, render_prompt
 from slm.types import Chunk
 from tests.helpers.tiny_models import CHATML_TEMPLATE, tiny_causal_lm_dir
 

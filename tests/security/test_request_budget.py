@@ -12,10 +12,10 @@ import httpx
 import pytest
 import yaml
 
-from slm.answering import Answerer, prompt_tokens
+from slm.answering.answerer import Answerer, prompt_tokens
 from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
 from slm.errors import RequestTooLarge
-from slm.prompting import Turn, build_messages
+from slm.answering.prompting import Turn, build_messages
 from tests.unit.test_answering import CHUNKS, ListRetriever, ScriptedGenerator
 
 ATTACK_CHARS = 400_000  # the question that drove the UI to 13 GB
@@ -54,7 +54,7 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def tiny_generator(tiny_lm_dir):
-    from slm.generation import load_generator
+    from slm.generation.backends import load_generator
 
     return load_generator(GenerationSettings(model=str(tiny_lm_dir)))
 
@@ -154,7 +154,7 @@ def test_ui_chat_controller_shows_the_budget_error_without_answering():
 
 
 def test_langchain_retriever_refuses_an_oversized_query():
-    from slm.langchain_retriever import SlmRetriever
+    from slm.retrieval.langchain import SlmRetriever
 
     retriever = ListRetriever(list(CHUNKS))
     lc = SlmRetriever(retriever=retriever, k=2)
@@ -167,8 +167,8 @@ def test_langchain_retriever_refuses_an_oversized_query():
 @pytest.fixture(scope="module")
 def cli_kb(tmp_path_factory, tiny_embedder_dir):
     from slm.config import load_settings
-    from slm.ingest import ingest
-    from slm.kb import KnowledgeBase
+    from slm.kb.ingest import ingest
+    from slm.kb.local import KnowledgeBase
     from tests.helpers.kb import write_corpus
 
     base = tmp_path_factory.mktemp("budget-cli")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from slm.config import DEFAULT_GENERATOR, Settings
-from slm.keys import KeyStore
+from slm.api.keys import KeyStore
 from slm.types import Answer, Chunk, Citation, Hit, Timings
 
 CHUNK = Chunk(id="guide.md::0000", doc_id="guide.md", text="Refunds are accepted within 30 days.", start=0, end=36,

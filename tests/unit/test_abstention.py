@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from slm.abstention import (
+from slm.answering.abstention import (
     OFF_TOPIC_QUESTIONS,
     Calibration,
     LabelledQuestion,
@@ -21,7 +21,7 @@ from slm.abstention import (
     split_questions,
 )
 from slm.errors import KnowledgeBaseError
-from slm.prompting import ABSTAIN_TEXT
+from slm.answering.prompting import ABSTAIN_TEXT
 from slm.types import Chunk, Hit
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from slm.access import audiences_for, can_see, match_glob, parse_labels
+from slm.access.labels import audiences_for, can_see, match_glob, parse_labels
 from slm.config import AccessSettings
-from slm.documents import load_document
+from slm.kb.documents import load_document
 
 TINY = Path(__file__).parents[2] / "corpora" / "tiny"
 

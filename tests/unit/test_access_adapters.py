@@ -12,8 +12,8 @@ import pytest
 from slm.api.errors import ApiError
 from slm.api.runtime import FactoryLoader, ModelHost, may_use
 from slm.config import Settings
-from slm.registry import Registry
-from slm.service import TRUSTED_ONLY, build_answerer, resolve_adapter
+from slm.adapters.registry import Registry
+from slm.answering.service import TRUSTED_ONLY, build_answerer, resolve_adapter
 from slm.training.recipe import training_audiences
 from slm.types import Chunk
 from tests.unit.test_answering import CHUNKS, ListRetriever, ScriptedGenerator
@@ -63,7 +63,7 @@ def scripted(monkeypatch):
     def load(settings, adapter=None):
         return ScriptedGenerator("tuned [1]." if adapter else "base [1].", name="m", adapter=str(adapter) if adapter else None)
 
-    monkeypatch.setattr("slm.generation.load_generator", load)
+    monkeypatch.setattr("slm.generation.backends.load_generator", load)
 
 
 Q = "How many days of annual leave?"

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from slm.audit import AuditLog, Caller, audit_log_for, audited
+from slm.access.audit import AuditLog, Caller, audit_log_for, audited
 from slm.config import Settings
-from slm.feedback import FeedbackStore, visible_to
+from slm.answering.feedback import FeedbackStore, visible_to
 from slm.types import Answer, Chunk, Citation, Hit
 
 
@@ -130,7 +130,7 @@ def test_feedback_export_cli_audience(tmp_path):
     from typer.testing import CliRunner
 
     from slm.cli.main import app
-    from slm.store import Store
+    from slm.kb.store import Store
 
     Store(tmp_path / "store.sqlite").close()  # an (empty) KB: no document is known, so nothing passes
     FeedbackStore.for_kb(tmp_path).record(ANSWER, "up", user="alice")

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from slm.access import can_see
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.access.labels import can_see
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from tests.leak.canary import CORPUS, canary_settings, ingest_canary, secrets
 
 EXPECTED = {

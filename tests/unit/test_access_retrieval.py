@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from slm.access import can_see
+from slm.access.labels import can_see
 from tests.helpers.kb import write_doc
 from tests.leak.canary import CORPUS, canary_settings, find_leaks, hidden_from, ingest_canary
 
@@ -37,7 +37,7 @@ def kb(tmp_path_factory, tiny_embedder_dir):
 @pytest.fixture(scope="module")
 def query(kb):
     """Exactly what the embedder and BM25 indexed for the restricted copies (cosine 1 even for a random embedder)."""
-    from slm.chunking import context_text
+    from slm.kb.chunking import context_text
 
     return context_text(next(c for c in kb.all_chunks() if c.doc_id == "hr/pool-000.md"))
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from slm.cli.main import app
 from slm.config import load_settings
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from tests.helpers.kb import write_corpus
 
 
@@ -57,7 +57,7 @@ def test_ask_json_and_audience_filter(kb_config):
 
 
 def test_chat_keeps_the_conversation(kb_config, monkeypatch):
-    from slm.answering import Answerer
+    from slm.answering.answerer import Answerer
     from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
     from tests.unit.test_answering import CHUNKS, ListRetriever, ScriptedGenerator
 
@@ -65,7 +65,7 @@ def test_chat_keeps_the_conversation(kb_config, monkeypatch):
                              "Thirty days [1]."])
     answerer = Answerer(ListRetriever(list(CHUNKS)), gen, AnsweringSettings(min_evidence=0.0), RetrievalSettings(),
                         GenerationSettings())
-    monkeypatch.setattr("slm.service.build_answerer", lambda settings, **kw: answerer)
+    monkeypatch.setattr("slm.answering.service.build_answerer", lambda settings, **kw: answerer)
     result = CliRunner().invoke(app, ["chat", "-c", str(kb_config)],
                                 input="What about refunds?\nand how long?\n/reset\n/quit\n")
     assert result.exit_code == 0, result.output
@@ -84,7 +84,7 @@ def test_calibrate_stores_a_threshold_the_answerer_uses(kb_config, tmp_path):
     stored = json.loads((settings.kb / "calibration.json").read_text())
     assert stored["negatives"] == 2 + 40 and 0 < stored["positives"] <= 10 and stored["rule"] == "balanced-accuracy"
     assert f"{stored['positives']} questions made from sampled chunks" in result.output
-    from slm.service import build_answerer
+    from slm.answering.service import build_answerer
 
     with KnowledgeBase.open(settings.kb, settings) as kb:
         settings.generation.backend = "extractive"

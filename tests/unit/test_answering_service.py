@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from slm.abstention import Calibration
-from slm.answering import Answerer, ExtractiveAnswerer
+from slm.answering.abstention import Calibration
+from slm.answering.answerer import Answerer, ExtractiveAnswerer
 from slm.config import DEFAULT_EMBEDDER, Settings
 from slm.errors import AccessDenied, ModelLoadError, RegistryError
-from slm.registry import Registry
-from slm.service import build_answerer, resolve_adapter
+from slm.adapters.registry import Registry
+from slm.answering.service import build_answerer, resolve_adapter
 from tests.unit.test_answering import CHUNKS, ListRetriever, ScriptedGenerator
 
 

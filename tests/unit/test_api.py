@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slm.api.app import create_app
-from slm.keys import KeyStore
+from slm.api.keys import KeyStore
 from tests.unit.api_fakes import Factory, FakeRegistry, FakeVersion, make_key, make_settings
 
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slm.api.app import create_app
-from slm.ratelimit import RateLimiter
+from slm.api.ratelimit import RateLimiter
 from tests.unit.api_fakes import Factory, FakeAnswerer, NoCancelAnswerer, make_key, make_settings
 
 CHAT = "/v1/chat/completions"

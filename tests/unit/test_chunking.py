@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slm.chunking import chunk_document
-from slm.documents import discover, load_document
-from slm.loaders.builder import TextBuilder
+from slm.kb.chunking import chunk_document
+from slm.kb.documents import discover, load_document
+from slm.kb.loaders.builder import TextBuilder
 from slm.types import Document, PageSpan
 from tests.fixtures.builders import make_docx, make_pdf
 
@@ -178,7 +178,7 @@ def test_deterministic():
 
 
 def test_context_text_names_title_and_path():
-    from slm.chunking import context_text
+    from slm.kb.chunking import context_text
 
     out = TextBuilder()
     out.heading(1, "Refunds", "refunds")

@@ -1,7 +1,7 @@
 """Chunking Chinese text: sentence ends 。！？, sizes in English-equivalent characters, languages per chunk."""
 
-from slm.chunking import CJK_CHAR_WEIGHT, chunk_document
-from slm.documents import document_language
+from slm.kb.chunking import CJK_CHAR_WEIGHT, chunk_document
+from slm.kb.documents import document_language
 from slm.types import Document, Section
 
 SENTENCE = "Debian 是一个自由的操作系统，由全球志愿者共同开发和维护。"  # 30 characters, ends with 。

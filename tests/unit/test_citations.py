@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slm.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations
+from slm.answering.citations import MarkerFilter, best_snippet, nearest_sources, parse_citations
 from slm.types import Chunk, Hit
 
 DOC_A = "Intro line. " * 3 + "Refunds are accepted within 30 days of purchase. A receipt is required for every refund."
@@ -90,7 +90,7 @@ def test_snippet_ignores_line_wrapping_and_prefers_the_sentence_sharing_most_wor
 
 
 def test_attribution_marks_only_sentences_a_passage_supports(passages):
-    from slm.citations import attribute
+    from slm.answering.citations import attribute
 
     text = ("You need a receipt for every refund, it is required. Refunds take 90 days by carrier pigeon.\n"
             "Annual leave is twenty-five days, requested in the HR portal.")
@@ -103,7 +103,7 @@ def test_attribution_marks_only_sentences_a_passage_supports(passages):
 
 
 def test_a_marker_naming_the_wrong_passage_is_re_pointed_at_the_one_quoted(passages):
-    from slm.citations import verify_markers
+    from slm.answering.citations import verify_markers
 
     text, changed = verify_markers("Annual leave is 25 days and requests go through the HR portal [1].", passages,
                                    "How much leave do I get?")
@@ -111,7 +111,7 @@ def test_a_marker_naming_the_wrong_passage_is_re_pointed_at_the_one_quoted(passa
 
 
 def test_a_copied_sentence_goes_to_its_source_even_when_another_passage_has_the_same_words():
-    from slm.citations import verify_markers
+    from slm.answering.citations import verify_markers
 
     # Both passages use the words of the answer; only the second has its phrasing, and the model copied it.
     glossary = _hit("glossary", "Key: a value stored in a dictionary. Hash: a code computed for each object. "
@@ -127,7 +127,7 @@ def test_a_copied_sentence_goes_to_its_source_even_when_another_passage_has_the_
 
 
 def test_a_marker_after_a_fragment_is_judged_on_the_text_since_the_previous_marker(passages):
-    from slm.citations import verify_markers
+    from slm.answering.citations import verify_markers
 
     # "The hash …" alone says too little; the quoted sentences before it (no marker of their own) decide
     text = "Annual leave is 25 days. Requests go through the HR portal. The form … [1]"
@@ -138,7 +138,7 @@ def test_a_marker_after_a_fragment_is_judged_on_the_text_since_the_previous_mark
 
 
 def test_supported_unsupported_and_short_sentences_keep_their_markers(passages):
-    from slm.citations import verify_markers
+    from slm.answering.citations import verify_markers
 
     right = "Refunds are accepted within 30 days of purchase [1]."
     nowhere = "Penguins migrate across glaciers every winter season [2]."  # no passage holds it: not ours to move
@@ -148,7 +148,7 @@ def test_supported_unsupported_and_short_sentences_keep_their_markers(passages):
 
 
 def test_the_verifier_works_on_a_stream_marker_after_the_period(passages):
-    from slm.citations import MarkerVerifier
+    from slm.answering.citations import MarkerVerifier
 
     verifier = MarkerVerifier(passages)
     pieces = ["Refunds are accepted within ", "30 days of purchase. ", "[2]", " Annual leave is 25 days", " [2]."]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slm.documents import SUPPORTED_SUFFIXES, discover, load_document
+from slm.kb.documents import SUPPORTED_SUFFIXES, discover, load_document
 from slm.errors import DocumentError
 from tests.fixtures.builders import make_blank_pdf, make_pdf
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slm.config import AccessSettings
-from slm.documents import load_document
+from slm.kb.documents import load_document
 from slm.errors import DocumentError
 from tests.fixtures.builders import PDF_PAGES, make_docx, make_pdf
 

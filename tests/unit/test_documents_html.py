@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slm.documents import load_document
+from slm.kb.documents import load_document
 
 DOCS = Path(__file__).parents[1] / "fixtures" / "docs"
 PY_DOCS = Path(__file__).parents[2] / "corpora" / "python-docs"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from slm.config import EmbedderSettings
-from slm.embedding import Embedder, _backend_for
-from slm.embedding_onnx import OnnxSentenceModel, exported_model
+from slm.kb.embedding import Embedder, _backend_for
+from slm.kb.embedding_onnx import OnnxSentenceModel, exported_model
 from slm.errors import ConfigError, ModelLoadError
 
 TEXTS = ["refunds go to the original payment method", "parcels ship from the warehouse",

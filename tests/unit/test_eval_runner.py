@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slm.answering import Answerer, ExtractiveAnswerer
+from slm.answering.answerer import Answerer, ExtractiveAnswerer
 from slm.config import Settings
 from slm.evaluation.evaluate import evaluate
 from slm.evaluation.records import ModelIdentity

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slm.errors import KnowledgeBaseError, SlmError
-from slm.feedback import FeedbackStore
+from slm.answering.feedback import FeedbackStore
 from slm.types import Answer, Citation
 
 CITATION = Citation(

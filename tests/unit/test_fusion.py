@@ -8,7 +8,7 @@ import pytest
 
 from slm.errors import ConfigError, KnowledgeBaseError
 from slm.evaluation.runner import exclude_tuned
-from slm.fusion import (
+from slm.retrieval.fusion import (
     FUSION_FILE,
     GoldQuestion,
     calibrate_fusion,
@@ -17,9 +17,9 @@ from slm.fusion import (
     questions_with_gold,
     weighted_rrf,
 )
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
-from slm.retrieval import HybridRetriever
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
+from slm.retrieval.hybrid import HybridRetriever
 from slm.types import QAExample
 from tests.helpers.kb import kb_settings, write_corpus, write_doc
 

@@ -10,7 +10,7 @@ import pytest
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation import (
+from slm.generation.backends import (
     OpenAIGenerator,
     StopScanner,
     TransformersGenerator,
@@ -209,7 +209,7 @@ def test_openai_generator_reports_server_errors(fake_openai):
 def test_repetition_controls_look_at_the_answer_only():
     import torch
 
-    from slm.generation import _anti_repetition
+    from slm.generation.backends import _anti_repetition
 
     prompt = [5, 6, 7, 5, 6]
     answer = [8, 9, 8]
@@ -224,7 +224,7 @@ def test_repetition_controls_look_at_the_answer_only():
 
 
 def test_prefix_cache_reuses_the_fixed_prompt_start_without_changing_the_output(tiny_settings):
-    from slm.prompting import build_messages
+    from slm.answering.prompting import build_messages
     from slm.types import Chunk
 
     gen = load_generator(tiny_settings)
@@ -276,7 +276,7 @@ def _first_step_scores(abstain_probability):
 def test_the_model_abstains_only_when_it_puts_half_its_probability_on_it(probability, banned):
     import torch
 
-    from slm.generation import _abstention_gate
+    from slm.generation.backends import _abstention_gate
 
     gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), _Tokenizer(), prompt_length=4)
     prompt = torch.zeros((1, 4), dtype=torch.long)
@@ -288,7 +288,7 @@ def test_the_model_abstains_only_when_it_puts_half_its_probability_on_it(probabi
 def test_the_gate_leaves_later_tokens_alone_and_can_be_turned_off():
     import torch
 
-    from slm.generation import _abstention_gate
+    from slm.generation.backends import _abstention_gate
 
     later = torch.zeros((1, 5), dtype=torch.long)  # one answer token already written
     gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), _Tokenizer(), prompt_length=4)
@@ -299,7 +299,7 @@ def test_the_gate_leaves_later_tokens_alone_and_can_be_turned_off():
 def test_the_llamacpp_gate_decides_like_the_transformers_one():
     import numpy as np
 
-    from slm.llamacpp import _abstention_gate
+    from slm.generation.llamacpp import _abstention_gate
 
     gate = _abstention_gate(GenerationSettings(abstain_min_prob=0.5), [3], prompt_length=4)
     prompt = np.zeros(4, dtype=np.intc)
@@ -318,7 +318,7 @@ def test_model_loads_take_turns_in_one_process(tiny_lm_dir, tiny_embedder_dir, m
     import transformers
 
     from slm.config import EmbedderSettings
-    from slm.embedding import _load as load_embedder
+    from slm.kb.embedding import _load as load_embedder
     from slm.models import LOAD_LOCK
 
     held = []

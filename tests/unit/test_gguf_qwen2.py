@@ -8,7 +8,7 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'slm[llamacpp]')")
 
-from slm.prompting import build_messages, render_prompt  # noqa: E402
+from slm.answering.prompting import build_messages, render_prompt  # noqa: E402
 from slm.types import Chunk  # noqa: E402
 
 MESSAGES = build_messages(
@@ -62,8 +62,8 @@ def test_the_qwen2_lora_targets_are_every_attention_and_mlp_projection(tiny_qwen
 def test_a_merged_qwen2_export_gives_transformers_logits(tiny_qwen2_dir, qwen_adapter, tmp_path):
     import gguf
 
-    from slm.training.gguf_export import export_gguf
-    from slm.training.merge import merged_model
+    from slm.adapters.gguf_export import export_gguf
+    from slm.adapters.merge import merged_model
 
     result = export_gguf(str(tiny_qwen2_dir), qwen_adapter, tmp_path / "tiny-qwen.gguf", quant="f32", label="v1")
     model, tokenizer = merged_model(str(tiny_qwen2_dir), qwen_adapter)
@@ -73,7 +73,7 @@ def test_a_merged_qwen2_export_gives_transformers_logits(tiny_qwen2_dir, qwen_ad
     assert np.abs(hf - ours).max() < 1e-3
     assert (hf.argmax(-1) == ours.argmax(-1)).all()
 
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     served = LlamaCppGenerator(load_llama(result.path, context_tokens=512, threads=2), name="tiny-qwen")
     text = render_prompt(tokenizer, MESSAGES)

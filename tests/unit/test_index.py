@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 from slm.errors import IndexMismatchError
-from slm.index.dense import DenseIndex
-from slm.index.generation import (
+from slm.kb.index.dense import DenseIndex
+from slm.kb.index.generation import (
     build_generation,
     collect_garbage,
     existing_generations,
     generation_dir,
     load_generation,
 )
-from slm.index.manifest import Manifest
-from slm.index.sparse import SparseIndex, stem_words
-from slm.retrieval import rrf
+from slm.kb.index.manifest import Manifest
+from slm.kb.index.sparse import SparseIndex, stem_words
+from slm.retrieval.hybrid import rrf
 
 
 def _unit(rows):

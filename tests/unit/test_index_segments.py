@@ -6,19 +6,19 @@ import json
 import numpy as np
 import pytest
 
-from slm.index import update
-from slm.index.dense import DenseIndex, choose_kind
-from slm.index.generation import (
+from slm.kb.index import update
+from slm.kb.index.dense import DenseIndex, choose_kind
+from slm.kb.index.generation import (
     ROWS_FILE,
     build_generation,
     collect_garbage,
     generation_dir,
     load_generation,
 )
-from slm.index.manifest import Manifest
-from slm.index.postings import Postings, SegmentedBM25
-from slm.index.sparse import SparseIndex
-from slm.index.update import NewRows, next_generation
+from slm.kb.index.manifest import Manifest
+from slm.kb.index.postings import Postings, SegmentedBM25
+from slm.kb.index.sparse import SparseIndex
+from slm.kb.index.update import NewRows, next_generation
 
 TEXTS = [
     "how to sort a list in python", "dictionaries map keys to values", "use os.path.join for paths",

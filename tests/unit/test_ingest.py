@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from slm.errors import IndexMismatchError, KnowledgeBaseError
-from slm.index.generation import existing_generations
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.index.generation import existing_generations
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from tests.helpers.kb import TOPICS, kb_settings, write_corpus, write_doc
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from slm.cli.main import app
 from slm.errors import ApiKeyError
-from slm.keys import KeyStore
+from slm.api.keys import KeyStore
 
 
 @pytest.fixture

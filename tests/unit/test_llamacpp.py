@@ -11,7 +11,7 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not ins
 
 from slm.config import GenerationSettings  # noqa: E402
 from slm.errors import ExportError, GenerationError  # noqa: E402
-from slm.prompting import build_messages, render_prompt  # noqa: E402
+from slm.answering.prompting import build_messages, render_prompt  # noqa: E402
 from slm.types import Chunk  # noqa: E402
 
 PASSAGES = [
@@ -41,7 +41,7 @@ def adapter_dir(tiny_lm_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def merged(tiny_lm_dir, adapter_dir):
-    from slm.training.merge import merged_model
+    from slm.adapters.merge import merged_model
 
     return merged_model(str(tiny_lm_dir), adapter_dir)
 
@@ -49,7 +49,7 @@ def merged(tiny_lm_dir, adapter_dir):
 @pytest.fixture(scope="module")
 def exported(tiny_lm_dir, adapter_dir, tmp_path_factory):
     """The merge written as f32, f16 and q8_0 GGUF files."""
-    from slm.training.gguf_export import export_gguf
+    from slm.adapters.gguf_export import export_gguf
 
     out = tmp_path_factory.mktemp("gguf")
     return {q: export_gguf(str(tiny_lm_dir), adapter_dir, out / f"tiny.{q}.gguf", quant=q, label="v1")
@@ -70,7 +70,7 @@ def _llama_logits(path, ids):
 
 
 def test_prompt_is_the_transformers_prompt_token_for_token(merged, exported):
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     model, tokenizer = merged
     generator = LlamaCppGenerator(load_llama(exported["f32"].path, context_tokens=1024, threads=2), name="tiny")
@@ -88,7 +88,7 @@ def test_merged_f32_export_gives_transformers_logits(merged, exported, tiny_lm_d
     assert np.abs(hf - ours).max() < 1e-3
     assert (hf.argmax(-1) == ours.argmax(-1)).all()
     # the adapter is in there: the base alone gives other logits
-    from slm.training.merge import merged_model
+    from slm.adapters.merge import merged_model
 
     base, _ = merged_model(str(tiny_lm_dir), None)
     assert np.abs(_hf_logits(base, ids) - ours).max() > 1e-2
@@ -109,8 +109,8 @@ def test_f16_and_q8_0_stay_close(merged, exported):
 
 def test_greedy_answer_matches_transformers(merged, exported):
     """Same prompt, greedy, answer-only repetition penalty, stop rules: the same text from both backends."""
-    from slm.generation import TransformersGenerator
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.backends import TransformersGenerator
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     model, tokenizer = merged
     settings = GenerationSettings(max_new_tokens=24, threads=2, repetition_penalty=1.3)
@@ -132,10 +132,10 @@ def test_the_abstention_gate_moves_both_backends_off_a_first_token_the_model_doe
     model gives it, both backends start elsewhere (and agree); just below, nothing changes."""
     import torch
 
-    import slm.generation as generation
-    import slm.llamacpp as llamacpp
-    from slm.generation import TransformersGenerator
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    import slm.generation.backends as generation
+    import slm.generation.llamacpp as llamacpp
+    from slm.generation.backends import TransformersGenerator
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     model, tokenizer = merged
     settings = GenerationSettings(max_new_tokens=12, threads=2, repetition_penalty=1.3)
@@ -158,7 +158,7 @@ def test_the_abstention_gate_moves_both_backends_off_a_first_token_the_model_doe
 
 
 def test_exported_file_records_the_adapter(exported):
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     generator = LlamaCppGenerator(load_llama(exported["q8_0"].path, context_tokens=1024, threads=2), name="tiny")
     assert generator.adapter == "v1"  # the answerer then serves it as tuned weights (no worked example)
@@ -166,7 +166,7 @@ def test_exported_file_records_the_adapter(exported):
 
 
 def test_backend_exports_an_adapter_once_and_reuses_it(tiny_lm_dir, adapter_dir, tmp_path, monkeypatch):
-    from slm.generation import load_generator
+    from slm.generation.backends import load_generator
 
     monkeypatch.setenv("SLM_GGUF_CACHE", str(tmp_path / "cache"))
     settings = GenerationSettings(backend="llamacpp", model=str(tiny_lm_dir), gguf_quant="f16", context_tokens=1024,
@@ -181,7 +181,7 @@ def test_backend_exports_an_adapter_once_and_reuses_it(tiny_lm_dir, adapter_dir,
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(exported):
-    from slm.llamacpp import LlamaCppGenerator, load_llama
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
 
     generator = LlamaCppGenerator(load_llama(exported["f16"].path, context_tokens=64, threads=2), name="tiny")
     with pytest.raises(GenerationError, match="context_tokens"):
@@ -189,7 +189,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(exported):
 
 
 def test_export_refuses_what_it_cannot_write(tiny_lm_dir, tmp_path):
-    from slm.training.gguf_export import export_gguf
+    from slm.adapters.gguf_export import export_gguf
 
     with pytest.raises(ExportError, match="unknown GGUF type"):
         export_gguf(str(tiny_lm_dir), None, tmp_path / "x.gguf", quant="q3_xyz")
@@ -200,7 +200,7 @@ def test_export_refuses_what_it_cannot_write(tiny_lm_dir, tmp_path):
 def test_non_llama_architecture_is_refused(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from slm.training.gguf_export import write_gguf
+    from slm.adapters.gguf_export import write_gguf
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64))
     with pytest.raises(ExportError, match="convert_hf_to_gguf"):
@@ -211,8 +211,8 @@ def test_cli_exports_the_promoted_adapter(tiny_lm_dir, adapter_dir, tmp_path):
     from typer.testing import CliRunner
 
     from slm.cli.main import app
-    from slm.llamacpp import LlamaCppGenerator, load_llama
-    from slm.registry import Registry
+    from slm.generation.llamacpp import LlamaCppGenerator, load_llama
+    from slm.adapters.registry import Registry
 
     registry = Registry(tmp_path / "kb" / "adapters")
     registry.register(adapter_dir, {"base": str(tiny_lm_dir), "audiences": ["employees"], "data_hash": "0" * 16})

@@ -1,4 +1,4 @@
-"""slm.loaders.limits: zip members inflated within the bound, YAML without aliases, limits from settings."""
+"""slm.kb.loaders.limits: zip members inflated within the bound, YAML without aliases, limits from settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from slm.config import IngestSettings
 from slm.errors import DocumentError
-from slm.loaders.limits import MIB, ExpansionLimits, load_yaml, stored_zip, unpack_zip
+from slm.kb.loaders.limits import MIB, ExpansionLimits, load_yaml, stored_zip, unpack_zip
 
 
 def _zip(members: dict[str, bytes] | list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:

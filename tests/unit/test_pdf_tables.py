@@ -1,10 +1,10 @@
 """PDF tables: read as Markdown rows in reading order with their page and box, kept whole in one chunk
 where they fit, the chunk citing the table's place; the text-layer checks that decide when to OCR."""
 
-from slm.chunking import chunk_document
-from slm.documents import load_document
-from slm.loaders.pdf import garbage_share, needs_ocr
-from slm.loaders.tables import markdown_table
+from slm.kb.chunking import chunk_document
+from slm.kb.documents import load_document
+from slm.kb.loaders.pdf import garbage_share, needs_ocr
+from slm.kb.loaders.tables import markdown_table
 from tests.fixtures.builders import TABLE_ROWS, make_table_pdf
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from slm.config import IndexSettings, Settings, load_settings
 from slm.errors import ConfigError, KnowledgeBaseError
-from slm.index.pg import check_settings, connect, safe_dsn
-from slm.kb import open_for_serving
+from slm.kb.index.pg import check_settings, connect, safe_dsn
+from slm.kb.local import open_for_serving
 
 
 def test_faiss_is_the_default_and_pgvector_is_chosen_by_config(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slm.prompting import ABSTAIN_TEXT
+from slm.answering.prompting import ABSTAIN_TEXT
 from slm.training.raft import build_raft_examples
 from slm.types import Chunk, QAExample
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from slm.errors import RegistryError
-from slm.registry import Registry, gate
+from slm.adapters.registry import Registry, gate
 
 
 def _adapter(tmp_path, name="a"):

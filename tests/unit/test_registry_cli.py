@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from slm.cli.main import app
-from slm.registry import Registry
+from slm.adapters.registry import Registry
 
 
 def _register(tmp_path, name):
@@ -44,7 +44,7 @@ def test_models_merge_writes_a_plain_model_with_the_adapter_folded_in(tiny_lm_di
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from slm.generation import load_causal_lm
+    from slm.generation.backends import load_causal_lm
 
     model, _ = load_causal_lm(str(tiny_lm_dir))
     torch.manual_seed(1)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from slm.errors import TrainingError
-from slm.registry import Registry
+from slm.adapters.registry import Registry
 from slm.training.gating import gate_new_version
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from slm.config import RetrainSettings
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
 from slm.retraining.changes import ChangeSet, SourceWatcher, changes_since, chunk_counts, detect_changes
 from slm.retraining.gate import not_worse
 from slm.retraining.history import INTERRUPTED, Outcome, RetrainHistory, RunRecord
@@ -136,7 +136,7 @@ def test_second_run_is_refused_with_the_holders_pid(tmp_path):
 
 
 def test_selection_changed_plus_replay_and_held_out_with_feedback(kb, tmp_path):
-    from slm.feedback import FeedbackStore
+    from slm.answering.feedback import FeedbackStore
 
     docs = write_pages(tmp_path / "docs")
     ingest(docs, kb, progress=False)
@@ -186,8 +186,8 @@ class _Named:
 
 def test_live_answerer_follows_promotion_and_rollback_without_failing_in_flight(tmp_path, tiny_lm_dir):
     from slm.config import Settings
-    from slm.registry import Registry
-    from slm.service import LiveAnswerer
+    from slm.adapters.registry import Registry
+    from slm.answering.service import LiveAnswerer
 
     registry = Registry(tmp_path / "kb" / "adapters")
     folder = tmp_path / "adapter"

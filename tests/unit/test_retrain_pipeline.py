@@ -13,10 +13,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from slm.kb import KnowledgeBase
-from slm.registry import Registry
+from slm.kb.local import KnowledgeBase
+from slm.adapters.registry import Registry
 from slm.retraining.history import Outcome, RetrainHistory
-from slm.service import build_live_answerer
+from slm.answering.service import build_live_answerer
 from tests.helpers.retrain_corpus import ADDED, answering_adapter, page, retrain_settings, write_pages
 
 REFUND_Q = "Customers may return a product within how many days of purchase for a full refund?"

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from slm.errors import ConfigError
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
-from slm.retrieval import HybridRetriever
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
+from slm.retrieval.hybrid import HybridRetriever
 from tests.helpers.kb import kb_settings, tiny_cross_encoder_dir, write_corpus
 
 
@@ -67,7 +67,7 @@ def test_scores_filled_and_dense_is_cosine(kb):
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
         for h in hits:
-            from slm.ingest import index_text
+            from slm.kb.ingest import index_text
 
             expected = float(embedder.encode([index_text(h.chunk)])[0] @ q)
             assert h.dense == pytest.approx(expected, abs=1e-4)
@@ -95,14 +95,14 @@ def test_hybrid_fuses_both_rankings(kb):
 
 
 def test_rerank_rescores_the_fused_candidates(kb, tmp_path_factory):
-    from slm.rerank import load_reranker
+    from slm.retrieval.rerank import load_reranker
 
     reranker = load_reranker(str(tiny_cross_encoder_dir(tmp_path_factory.mktemp("ce") / "model")))
     r = HybridRetriever(kb, kb.settings.retrieval, reranker=reranker)
     hits = r.retrieve("refund policy", 4, rerank=True, audiences=frozenset({"employees"}))
     assert len(hits) == 4 and all(h.rerank is not None and h.score == h.rerank for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    from slm.ingest import index_text
+    from slm.kb.ingest import index_text
 
     direct = reranker.score("refund policy", [index_text(h.chunk) for h in hits])
     np.testing.assert_allclose(direct, [h.rerank for h in hits], atol=1e-5)

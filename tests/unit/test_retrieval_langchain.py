@@ -4,9 +4,9 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from slm.ingest import ingest
-from slm.kb import KnowledgeBase
-from slm.langchain_retriever import SlmRetriever
+from slm.kb.ingest import ingest
+from slm.kb.local import KnowledgeBase
+from slm.retrieval.langchain import SlmRetriever
 from tests.helpers.kb import kb_settings, write_corpus
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from slm.index.sparse import SparseIndex, analyse, tokenize
+from slm.kb.index.sparse import SparseIndex, analyse, tokenize
 
 EN = ["How do I sort a list of dictionaries by a value?", "Use os.path.join() to build paths; the files stay."]
 ZH = ["如何安装软件包？使用 apt-get install 命令。", "Debian 的发行版本有稳定版、测试版和不稳定版。", "如何报告软件包的错误？"]

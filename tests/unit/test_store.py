@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from slm.store import INSERT_CHUNK, INSERT_DOCUMENT, Store, chunk_row
+from slm.kb.store import INSERT_CHUNK, INSERT_DOCUMENT, Store, chunk_row
 from slm.types import Chunk
 
 

@@ -17,7 +17,7 @@ TEXT = ("Employees may take 25 days of annual leave each year. Requests go throu
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tiny_lm_dir, tmp_path_factory):
-    from slm.training.gguf_export import export_gguf
+    from slm.adapters.gguf_export import export_gguf
 
     return export_gguf(str(tiny_lm_dir), None, tmp_path_factory.mktemp("teacher") / "tiny.gguf", quant="f32").path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from slm.prompting import build_messages, render_prompt
+from slm.answering.prompting import build_messages, render_prompt
 from slm.training.data import IGNORE_INDEX, collate, encode_example, encode_examples, epoch_batches, turn_end
 from slm.training.raft import RaftExample
 from slm.types import Chunk

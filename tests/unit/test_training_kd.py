@@ -37,7 +37,7 @@ def test_top_k_kd_is_zero_only_where_the_student_matches_and_ignores_prompt_posi
 def test_a_student_learns_from_a_bigger_teacher_with_the_same_tokenizer(tiny_qwen2_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from slm.loading import load_causal_lm
+    from slm.generation.loading import load_causal_lm
     from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
     from tests.helpers.tiny_models import tiny_qwen2_lm_dir
     from tests.unit.test_training_loop import _encoded

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from slm.access import can_see
+from slm.access.labels import can_see
 from slm.config import Settings
 from slm.errors import EvalLeakError, TrainingError
-from slm.registry import Registry
+from slm.adapters.registry import Registry
 from slm.training.recipe import TrainOptions, run_training
 from slm.types import Chunk, Hit
 
@@ -74,7 +74,7 @@ def settings(tiny_lm_dir, tmp_path):
 def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp_path):
     from peft import PeftModel
 
-    from slm.generation import load_causal_lm
+    from slm.generation.backends import load_causal_lm
 
     kb = FakeKB(tmp_path / "kb")
     eval_file = tmp_path / "eval.jsonl"

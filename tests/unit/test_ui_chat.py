@@ -4,7 +4,7 @@ conversations that only their owner can reach."""
 from __future__ import annotations
 
 from slm.errors import SlmError
-from slm.prompting import ABSTAIN_TEXT, Turn
+from slm.answering.prompting import ABSTAIN_TEXT, Turn
 from slm.webui.chat import ChatController, Owner, messages_of
 from slm.webui.conversations import ConversationStore, Entry
 from tests.unit.ui_fakes import FailingAnswerer, FakeAnswerer, MemoryFeedback

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from slm.citations import parse_citations
-from slm.prompting import ABSTAIN_TEXT
+from slm.answering.citations import parse_citations
+from slm.answering.prompting import ABSTAIN_TEXT
 from slm.types import Answer, Hit
 from slm.webui import render
 from tests.unit.ui_fakes import LEAVE, XSS
@@ -47,7 +47,7 @@ def test_answer_markdown_escapes_model_text_and_ignores_unknown_markers():
 
 def test_abstention_is_shown_as_such_with_nearest_sources():
     hits = (Hit(chunk=LEAVE[0], score=0.1, dense=0.1),)
-    from slm.citations import nearest_sources
+    from slm.answering.citations import nearest_sources
 
     answer = Answer(question="q", text=ABSTAIN_TEXT, abstained=True, citations=nearest_sources(hits, "leave"), passages=hits)
     chat = md(render.answer_markdown(answer))

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from slm.config import Settings, UISettings
 from slm.errors import AccessDenied
-from slm.sources import SourceNotFound, assemble, load_source, render_source_page
+from slm.answering.source_view import SourceNotFound, assemble, load_source, render_source_page
 from slm.webui.app import create_server
 from tests.unit.ui_fakes import LEAVE, LEAVE_DOC, SALARY, XSS, XSS_DOC, FakeAnswerer, FakeLibrary, MemoryFeedback
 

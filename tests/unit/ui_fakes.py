@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slm.citations import parse_citations
+from slm.answering.citations import parse_citations
 from slm.errors import SlmError
-from slm.prompting import ABSTAIN_TEXT
+from slm.answering.prompting import ABSTAIN_TEXT
 from slm.types import Answer, Chunk, Hit, Timings
 
 LEAVE_DOC = (

@@ -1,0 +1,1 @@
+"""Tuned adapters: the registry, the one promotion gate, merging and GGUF export."""

@@ -1,0 +1,2 @@
+"""Answering: the prompt and its safety, the answerer, citations, abstention, the served answerer,
+source views and feedback."""

@@ -1,0 +1,260 @@
+"""Build the answerer every interface uses (CLI, API, UI): knowledge base + generator + adapter + threshold."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slm.config import Settings
+from slm.errors import ModelLoadError, RegistryError
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE_BACKEND = "extractive"  # generation.backend value for the no-model baseline
+
+
+# The audiences recorded for an adapter nobody knows the training documents of (no or empty record):
+# no caller holds "*" (a `*` API key is trusted, audiences None), so only trusted callers get it.
+TRUSTED_ONLY: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    path: Path
+    label: str  # registry version ("v3") or the folder
+    audiences: tuple[str, ...] = ()  # the audiences of the documents it was trained on (registry only)
+
+    @property
+    def serving_audiences(self) -> tuple[str, ...]:
+        """Labels a caller must all hold to be served this adapter (see TRUSTED_ONLY)."""
+        return self.audiences or TRUSTED_ONLY
+
+
+def _recorded_audiences(folder: Path) -> tuple[str, ...]:
+    """The audiences in a registry-style `info.json` beside the adapter, if the folder has one."""
+    import json
+
+    try:
+        info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return tuple(str(a) for a in info.get("audiences", ()) or ()) if isinstance(info, dict) else ()
+
+
+def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> ResolvedAdapter | None:
+    """The adapter to serve: an explicit folder or registry version, else the promoted one, else None (base).
+
+    `adapter="base"` (or "none") forces the base model.
+    """
+    wanted = adapter if adapter is not None else settings.generation.adapter
+    if wanted is not None and wanted.strip().lower() in ("base", "none", ""):
+        return None
+    if wanted is not None and Path(wanted).expanduser().is_dir():
+        path = Path(wanted).expanduser()
+        return ResolvedAdapter(path, str(path), _recorded_audiences(path))
+    registry = _registry(kb_path)
+    if wanted is not None:
+        if registry is None:
+            raise ModelLoadError(f"adapter '{wanted}' is neither a folder nor a known registry version (no registry in {kb_path})")
+        version = registry.get(wanted)  # RegistryError names the known versions
+        return ResolvedAdapter(Path(version.path), version.version, tuple(version.audiences))
+    if registry is None:
+        return None
+    try:
+        current = registry.current()
+    except RegistryError as exc:
+        log.warning("ignoring the adapter registry: %s", exc)
+        return None
+    if current is None:
+        return None
+    if current.base and current.base != settings.generation.model:
+        log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, current.base, settings.generation.model)
+        return None
+    return ResolvedAdapter(Path(current.path), current.version, tuple(current.audiences))
+
+
+def _registry(kb_path: Path) -> Any | None:
+    try:
+        from slm.adapters.registry import Registry
+    except ImportError:  # the registry module is optional until training exists
+        return None
+    root = Path(kb_path) / "adapters"
+    return Registry(root) if root.exists() else None
+
+
+def _load_base(settings: Settings) -> Any:
+    from slm.generation.backends import load_generator
+
+    return load_generator(settings.generation)
+
+
+def kb_embedder(settings: Settings, kb_path: Path) -> str:
+    """The embedder the KB at `kb_path` searches with: the configured one, or under `auto` the one its index
+    was built with (an English KB's default before its first ingest)."""
+    from slm.kb.embedder_choice import AUTO, choose_embedder
+    from slm.kb.index.manifest import Manifest
+    from slm.kb.local import INDEX_DIR
+
+    if settings.embedder.model != AUTO:
+        return settings.embedder.model
+    manifest = Path(kb_path) / INDEX_DIR / "manifest.json"
+    return Manifest.read(manifest).embedder if manifest.is_file() else choose_embedder(AUTO, ())
+
+
+def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
+    """The threshold `slm calibrate` stored for this KB, if it was made with the same embedder."""
+    from slm.answering.abstention import load_calibration
+
+    calibration = load_calibration(kb_path)
+    if calibration is None:
+        return None
+    configured = kb_embedder(settings, kb_path)
+    if calibration.embedder and calibration.embedder != configured:
+        log.warning("calibration.json was made with %s, not %s: using the settings threshold", calibration.embedder, configured)
+        return None
+    return calibration.threshold
+
+
+def build_answerer(
+    settings: Settings,
+    *,
+    kb: Any | None = None,
+    adapter: str | None = None,
+    generator: Any | None = None,
+):
+    """The Answerer for these settings (or ExtractiveAnswerer when generation.backend is 'extractive')."""
+    from slm.answering.answerer import Answerer, ExtractiveAnswerer
+
+    if kb is None:
+        from slm.kb.local import open_for_serving
+
+        kb = open_for_serving(settings)
+    kb_path = Path(kb.path)
+    threshold = calibrated_threshold(settings, kb_path)
+    retriever = kb.retriever()
+    if generator is None and settings.generation.backend == EXTRACTIVE_BACKEND:
+        return ExtractiveAnswerer(retriever, settings.answering, settings.retrieval, min_evidence=threshold)
+    adapter_audiences = None
+    if generator is None:
+        from slm.generation.backends import load_generator
+
+        resolved = resolve_adapter(settings, kb_path, adapter)
+        generator = load_generator(settings.generation, resolved.path if resolved else None)
+        if resolved is not None:
+            generator.adapter = resolved.label
+            adapter_audiences = resolved.serving_audiences
+    return Answerer(
+        retriever,
+        generator,
+        settings.answering,
+        settings.retrieval,
+        settings.generation,
+        min_evidence=threshold,
+        adapter_audiences=adapter_audiences,
+        base_generator=lambda: _load_base(settings),
+    )
+
+
+class LiveAnswerer:
+    """The served answerer that follows the knowledge base without a restart (UI, CLI chat, embedders).
+
+    Before a question (at most every `check_every` seconds) it switches the KB to an index generation
+    another process committed (`slm ingest`, `slm retrain`), and when the registry's promoted version
+    changed (promotion, `slm models rollback`) it builds the new answerer in the background and swaps
+    it in once loaded. A question already running keeps the answerer it started with, so nothing in
+    flight fails; a failed load keeps the previous answerer serving.
+    """
+
+    def __init__(self, settings: Settings, kb: Any, *, check_every: float = 1.0, background: bool = True,
+                 build: Any = None):
+        import threading
+
+        self.settings = settings
+        self.kb = kb
+        self.check_every = check_every
+        self.background = background
+        self._build = build or (lambda adapter: build_answerer(settings, kb=kb, adapter=adapter))
+        self._lock = threading.Lock()
+        self._serving = self._wanted()
+        self._current = self._build(self._serving or "base")
+        self._last_check = 0.0
+        self._switching = False
+
+    def _wanted(self) -> str | None:
+        """The registry version the service should serve now (None: the base model)."""
+        if self.settings.generation.adapter is not None:  # pinned by configuration: never follow
+            return self.settings.generation.adapter
+        try:
+            resolved = resolve_adapter(self.settings, Path(self.kb.path), None)
+        except (RegistryError, ModelLoadError) as exc:
+            log.warning("ignoring the adapter registry: %s", exc)
+            return self._serving if hasattr(self, "_serving") else None
+        return resolved.label if resolved else None
+
+    @property
+    def current(self) -> Any:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Pick up a new index and a newly promoted (or rolled back) adapter; True if anything changed."""
+        import threading
+        import time
+
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_check < self.check_every:
+                return False
+            self._last_check = now
+        changed = False
+        try:
+            changed = bool(self.kb.reload_if_changed())
+        except Exception:  # keep serving the index already loaded
+            log.exception("reloading the index failed; serving the previous one")
+        wanted = self._wanted()
+        with self._lock:
+            if wanted == self._serving or self._switching:
+                return changed
+            self._switching = True
+        if self.background:
+            threading.Thread(target=self._switch, args=(wanted,), name="slm-live-switch", daemon=True).start()
+            return changed
+        return self._switch(wanted) or changed
+
+    def _switch(self, wanted: str | None) -> bool:
+        try:
+            answerer = self._build(wanted or "base")
+            with self._lock:
+                self._current, self._serving = answerer, wanted
+            log.info("now serving %s", wanted or "the base model")
+            return True
+        except Exception:
+            log.exception("loading adapter %s failed; still serving %s", wanted, self._serving or "the base model")
+            return False
+        finally:
+            with self._lock:
+                self._switching = False
+
+    def answer(self, question: str, **kwargs: Any) -> Any:
+        self.refresh()
+        return self._current.answer(question, **kwargs)
+
+    def stream(self, question: str, **kwargs: Any) -> Any:
+        self.refresh()
+        answerer = self._current  # this question keeps it even if a switch lands meanwhile
+        yield from answerer.stream(question, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # model_name, adapter, answer_closed_book, retrieve, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._current, name)
+
+
+def build_live_answerer(settings: Settings, *, kb: Any | None = None, check_every: float = 1.0) -> LiveAnswerer:
+    """`build_answerer` that follows new index generations and promotions/rollbacks while serving."""
+    if kb is None:
+        from slm.kb.local import open_for_serving
+
+        kb = open_for_serving(settings)
+    return LiveAnswerer(settings, kb, check_every=check_every)

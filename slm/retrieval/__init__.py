@@ -1,0 +1,2 @@
+"""Retrieval: hybrid dense + sparse search inside the audience filter, calibrated fusion,
+reranking, LangChain."""
