@@ -187,6 +187,7 @@ def test_chat_and_source_route_as_a_non_hr_user(canary):
     from slm.kb.local import KnowledgeBase
     from slm.webui.app import create_server
     from slm.webui.chat import ChatController
+    from slm.webui.conversations import Owner
 
     settings = _ui_settings(canary)
     kb = KnowledgeBase.open(settings.kb, settings)
@@ -217,8 +218,8 @@ def test_chat_and_source_route_as_a_non_hr_user(canary):
         # the chat: what the UI shows alice (answer markdown with source links, source cards)
         controller = ChatController(answerer, feedback=None)
         for user, audiences, t in (("alice", EMPLOYEE, tally), ("hannah", EVERYONE, control)):
-            for probe in probes():
-                views = list(controller.ask(probe, [], audiences=audiences))
+            for n, probe in enumerate(probes()):  # each probe in a fresh conversation of that user
+                views = list(controller.ask(Owner(user), f"probe-{n}", probe, audiences=audiences))
                 shown = [m["content"] for m in views[-1].messages if m["role"] == "assistant"] + [views[-1].sources or ""]
                 t.add(f"ui-chat/{user}", find_leaks([_unescape(s) for s in shown], hidden, probe=probe,
                                                     where=f"ui-chat/{user}"))
