@@ -329,5 +329,5 @@ def test_model_loads_take_turns_in_one_process(tiny_lm_dir, tiny_embedder_dir, m
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer",
                         lambda *a, **k: held.append(LOAD_LOCK._is_owned()) or real_st(*a, **k))
     load_causal_lm(str(tiny_lm_dir))
-    load_embedder(EmbedderSettings(model=str(tiny_embedder_dir)))
+    load_embedder(EmbedderSettings(model=str(tiny_embedder_dir), backend="torch"))  # the torch path (ONNX may be cached)
     assert held == [True, True]
