@@ -91,7 +91,11 @@ def test_hybrid_fuses_both_rankings(kb):
         expected = sum(1 / (60 + ranked.index(h.chunk.id) + 1) for ranked in (dense[:depth], sparse[:depth])
                        if h.chunk.id in ranked)
         assert h.fused == pytest.approx(expected)
-    assert hybrid[0].chunk.doc_id == "shipping.md"
+    assert [h.fused for h in hybrid] == sorted((h.fused for h in hybrid), reverse=True)
+    # BM25 ranks the exact phrase first; where fusion puts it depends on the tiny random dense model, so only
+    # its presence is checked (a fixed top hit made this test flaky across tokenizer trainings).
+    assert kb.get_chunks([sparse[0]])[0].doc_id == "shipping.md"
+    assert sparse[0] in {h.chunk.id for h in hybrid}
 
 
 def test_rerank_rescores_the_fused_candidates(kb, tmp_path_factory):
