@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 from slm.config import GenerationSettings
-from slm.generation.decoding import DEFAULT_STOP, StopScanner, gate_abstention, stop_sequences  # noqa: F401  (also public here)
+from slm.generation.decoding import StopScanner, gate_abstention, stop_sequences
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation.loading import load_causal_lm  # noqa: F401  (public here too: older callers import it from generation)
+from slm.generation.loading import load_causal_lm
 from slm.answering.prompting import ABSTAIN_TEXT, render_prompt
 
 _GENERATE_LOCK = threading.Lock()  # guards attaching one generation lock per loaded model

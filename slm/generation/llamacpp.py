@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from slm.config import GenerationSettings
 from slm.generation.decoding import StopScanner, gate_abstention, stop_sequences
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation.loading import available_cores  # noqa: F401  (public here too)
+from slm.generation.loading import available_cores
 from slm.answering.prompting import ABSTAIN_TEXT, render_chat_template
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,9 @@ import pytest
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation.backends import (
-    OpenAIGenerator,
-    StopScanner,
-    TransformersGenerator,
-    load_causal_lm,
-    load_generator,
-)
+from slm.generation.backends import OpenAIGenerator, TransformersGenerator, load_generator
+from slm.generation.decoding import StopScanner
+from slm.generation.loading import load_causal_lm
 
 MESSAGES = [{"role": "system", "content": "Answer."}, {"role": "user", "content": "What is the refund policy?"}]
 

@@ -44,7 +44,7 @@ def test_models_merge_writes_a_plain_model_with_the_adapter_folded_in(tiny_lm_di
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from slm.generation.backends import load_causal_lm
+    from slm.generation.loading import load_causal_lm
 
     model, _ = load_causal_lm(str(tiny_lm_dir))
     torch.manual_seed(1)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from slm.errors import TrainingError
-from slm.generation.backends import load_causal_lm
+from slm.generation.loading import load_causal_lm
 from slm.training.data import encode_examples
 from slm.training.lora import LoopConfig, LoopResult, LoraSpec, latest_checkpoint
 from slm.training.prepared import train_prepared, write_plan

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slm.generation.backends import load_causal_lm
+from slm.generation.loading import load_causal_lm
 from slm.training.data import EncodedExample, encode_examples
 from slm.training.distill import TokenDistiller, kd_loss, same_vocabulary
 from slm.training.lora import LoopConfig, LoraSpec, attach_lora, default_target_modules, latest_checkpoint, train_lora
@@ -84,7 +84,7 @@ SCRIPT = r"""
 import json, sys, time, torch
 from pathlib import Path
 torch.set_num_threads(1)
-from slm.generation.backends import load_causal_lm
+from slm.generation.loading import load_causal_lm
 from slm.training.data import EncodedExample
 from slm.training.lora import LoopConfig, LoraSpec, attach_lora, train_lora
 model_dir, data, run_dir, resume, delay = sys.argv[1:]

@@ -74,7 +74,7 @@ def settings(tiny_lm_dir, tmp_path):
 def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp_path):
     from peft import PeftModel
 
-    from slm.generation.backends import load_causal_lm
+    from slm.generation.loading import load_causal_lm
 
     kb = FakeKB(tmp_path / "kb")
     eval_file = tmp_path / "eval.jsonl"
