@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from slm.errors import ModelLoadError
-from slm.models import cache_root  # noqa: F401  (the one cache root; public here too)
+from slm.models import cache_root
 
 log = logging.getLogger(__name__)
 
