@@ -171,16 +171,36 @@ class LiveAnswerer:
                  build: Any = None):
         import threading
 
+        from slm.answering.follow import Follower
+
         self.settings = settings
         self.kb = kb
-        self.check_every = check_every
-        self.background = background
         self._build = build or (lambda adapter: build_answerer(settings, kb=kb, adapter=adapter))
         self._lock = threading.Lock()
         self._serving = self._wanted()
         self._current = self._build(self._serving or "base")
-        self._last_check = 0.0
-        self._switching = False
+        self._follower = Follower(
+            reload_index=lambda: self.kb.reload_if_changed(), wanted=self._wanted, serving=lambda: self._serving,
+            switch=self._switch, check_every=check_every, background=background,
+            describe=lambda version: version or "the base model", thread_name="slm-live-switch")
+
+    @property
+    def check_every(self) -> float:
+        """How often, at most, to look for a new index or promoted adapter (seconds)."""
+        return self._follower.check_every
+
+    @check_every.setter
+    def check_every(self, seconds: float) -> None:
+        self._follower.check_every = seconds
+
+    @property
+    def background(self) -> bool:
+        """Whether a switch loads in a background thread (False: inline, before the next answer)."""
+        return self._follower.background
+
+    @background.setter
+    def background(self, value: bool) -> None:
+        self._follower.background = value
 
     def _wanted(self) -> str | None:
         """The registry version the service should serve now (None: the base model)."""
@@ -199,42 +219,13 @@ class LiveAnswerer:
 
     def refresh(self) -> bool:
         """Pick up a new index and a newly promoted (or rolled back) adapter; True if anything changed."""
-        import threading
-        import time
+        return self._follower.refresh()
 
+    def _switch(self, wanted: str | None) -> None:
+        answerer = self._build(wanted or "base")
         with self._lock:
-            now = time.monotonic()
-            if now - self._last_check < self.check_every:
-                return False
-            self._last_check = now
-        changed = False
-        try:
-            changed = bool(self.kb.reload_if_changed())
-        except Exception:  # keep serving the index already loaded
-            log.exception("reloading the index failed; serving the previous one")
-        wanted = self._wanted()
-        with self._lock:
-            if wanted == self._serving or self._switching:
-                return changed
-            self._switching = True
-        if self.background:
-            threading.Thread(target=self._switch, args=(wanted,), name="slm-live-switch", daemon=True).start()
-            return changed
-        return self._switch(wanted) or changed
-
-    def _switch(self, wanted: str | None) -> bool:
-        try:
-            answerer = self._build(wanted or "base")
-            with self._lock:
-                self._current, self._serving = answerer, wanted
-            log.info("now serving %s", wanted or "the base model")
-            return True
-        except Exception:
-            log.exception("loading adapter %s failed; still serving %s", wanted, self._serving or "the base model")
-            return False
-        finally:
-            with self._lock:
-                self._switching = False
+            self._current, self._serving = answerer, wanted
+        log.info("now serving %s", wanted or "the base model")
 
     def answer(self, question: str, **kwargs: Any) -> Any:
         self.refresh()

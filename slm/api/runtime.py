@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from slm.access.labels import may_use_adapter
+from slm.answering.follow import Follower
 from slm.api.errors import ApiError
 from slm.config import Settings
 from slm.errors import RegistryError
@@ -112,8 +112,9 @@ class ModelHost:
         self._extra_order: list[str] = []
         self._default: ServedModel | None = None
         self._ready = threading.Event()
-        self._last_check = 0.0
-        self._switching = False
+        self._follower = Follower(reload_index=loader.reload_if_changed, wanted=self._current_default,
+                                  serving=lambda: self.default_model, switch=self._switch_default,
+                                  check_every=CHECK_EVERY_S, describe=lambda m: m.id if m else "no model")
 
     # ---- start-up and readiness
     def start(self) -> None:
@@ -256,41 +257,20 @@ class ModelHost:
     # ---- picking up changes between requests
     def maybe_refresh(self) -> None:
         """At most once a second: reload a rewritten index, and switch to a newly promoted adapter."""
-        now = time.monotonic()
-        with self._lock:
-            if not self._ready.is_set() or now - self._last_check < CHECK_EVERY_S:
-                return
-            self._last_check = now
-        try:
-            if self.loader.reload_if_changed():
-                log.info("switched to a new index generation")
-            wanted = self._current_default()
-        except Exception:
-            log.exception("checking for a new index or adapter failed; serving the current one")
-            return
-        with self._lock:
-            if self._default is None or wanted == self._default or self._switching:
-                return
-            self._switching = True
-        threading.Thread(target=self._switch_default, args=(wanted,), name="slm-switch", daemon=True).start()
+        if self._ready.is_set():  # before the first load there is nothing to switch from
+            self._follower.refresh()
 
     def _switch_default(self, wanted: ServedModel) -> None:
-        try:
-            answerer = self.answerer(wanted)
-            with self._lock:
-                old = self._default
-                self._default = wanted
-                if wanted.id in self._extra_order:
-                    self._extra_order.remove(wanted.id)
-                if old is not None and old.id != wanted.id:
-                    self._answerers.pop(old.id, None)
-                self._answerers[wanted.id] = (wanted, answerer)
-            log.info("now serving %s (was %s)", wanted.id, old.id if old else None)
-        except Exception:
-            log.exception("loading %s failed; still serving the previous model", wanted.id)
-        finally:
-            with self._lock:
-                self._switching = False
+        answerer = self.answerer(wanted)
+        with self._lock:
+            old = self._default
+            self._default = wanted
+            if wanted.id in self._extra_order:
+                self._extra_order.remove(wanted.id)
+            if old is not None and old.id != wanted.id:
+                self._answerers.pop(old.id, None)
+            self._answerers[wanted.id] = (wanted, answerer)
+        log.info("now serving %s (was %s)", wanted.id, old.id if old else None)
 
     @property
     def default_model(self) -> ServedModel | None:
