@@ -55,17 +55,8 @@ def with_context(last_user: str, question: str, max_chars: int) -> str:
     return joined if len(joined) <= max_chars else question
 
 
-def prompt_tokens(generator: Any, messages: list[dict[str, str]]) -> int:
-    """Tokens the generator is fed for these messages: exact where it tokenises locally; for a remote
-    server an over-estimate (3 characters a token, plus a few per message for the chat markers)."""
-    exact = getattr(generator, "prompt_tokens", None)
-    if exact is not None:
-        return int(exact(messages))
-    return sum(len(m["content"]) // 3 + 8 for m in messages)
-
-
 def fit_history(
-    make: Callable[[list[Turn]], list[dict[str, str]]], turns: Sequence[Turn], budget: int, generator: Any
+    make: Callable[[list[Turn]], list[dict[str, str]]], turns: Sequence[Turn], budget: int, generator: Generator
 ) -> list[dict[str, str]] | None:
     """`make(turns)` with the oldest turns dropped until its prompt is at most `budget` tokens; None when it is
     over even with no history. While the turns hold over 8 characters a budget token, they are dropped untokenised."""
@@ -76,7 +67,7 @@ def fit_history(
         kept.pop(0)
     while True:
         messages = make(kept)
-        if prompt_tokens(generator, messages) <= budget:
+        if generator.prompt_tokens(messages) <= budget:
             return messages
         if not kept:
             return None
@@ -175,8 +166,8 @@ class Answerer(_Base):
         self.generator = generator
         self.generation = generation
         self.answer_language = generation.answer_language
-        self.model_name = getattr(generator, "name", "")
-        self.adapter = getattr(generator, "adapter", None)
+        self.model_name = generator.name
+        self.adapter = generator.adapter
         # An adapter has learned its training documents: a caller who may not see all of them gets
         # the base model instead (`base_generator` loads it on first need).
         self.adapter_audiences = tuple(adapter_audiences) if adapter_audiences is not None else None
@@ -198,7 +189,7 @@ class Answerer(_Base):
     def use_demo(self, generator: Generator) -> bool:
         """Whether the prompt starts with the worked example (see AnsweringSettings.demo)."""
         mode = self.answering.demo
-        return mode == "always" or (mode == "auto" and getattr(generator, "adapter", None) is None)
+        return mode == "always" or (mode == "auto" and generator.adapter is None)
 
     # ------------------------------------------------------------ conversation
 
@@ -235,7 +226,7 @@ class Answerer(_Base):
         """RequestTooLarge when the question with the fixed prompt alone is over answering.max_prompt_tokens:
         refused before the rewrite and retrieval spend anything on it."""
         budget = self.answering.max_prompt_tokens
-        n = prompt_tokens(generator, build_messages(question, [], (), self.answering.max_passage_chars,
+        n = generator.prompt_tokens(build_messages(question, [], (), self.answering.max_passage_chars,
                                                     demo=self.use_demo(generator),
                                                     answer_language=self.answer_language_for(question)))
         if n > budget:
@@ -318,7 +309,7 @@ class Answerer(_Base):
             total_s=time.perf_counter() - t0,
             generated_tokens=_count_tokens(generator, "".join(raw)),
         )
-        model, adapter = getattr(generator, "name", self.model_name), getattr(generator, "adapter", None)
+        model, adapter = generator.name, generator.adapter
         if is_abstention(text):
             if not parts:
                 yield self.abstain_text(question)
@@ -343,7 +334,7 @@ class Answerer(_Base):
         t0 = time.perf_counter()
         question = self.check_question(question)
         messages = [{"role": "system", "content": CLOSED_BOOK_SYSTEM}, {"role": "user", "content": question}]
-        if prompt_tokens(self.generator, messages) > self.answering.max_prompt_tokens:
+        if self.generator.prompt_tokens(messages) > self.answering.max_prompt_tokens:
             raise RequestTooLarge(f"the question is over {self.answering.max_prompt_tokens} tokens "
                                   "(answering.max_prompt_tokens): ask a shorter question")
         parts: list[str] = []
@@ -372,13 +363,9 @@ class Answerer(_Base):
         return [item for item in self.stream_closed_book(question) if isinstance(item, Answer)][-1]
 
 
-def _count_tokens(generator: Any, text: str) -> int:
-    """Exact where the generator counts (local models), else an estimate from the text."""
-    exact = getattr(generator, "last_generated_tokens", None)
-    if exact is not None and exact():
-        return int(exact())
-    counter = getattr(generator, "count_tokens", None)
-    return int(counter(text)) if counter else len(text.split())
+def _count_tokens(generator: Generator, text: str) -> int:
+    """Exact where the generator counted its stream (local models), else its count of the text."""
+    return generator.last_generated_tokens() or generator.count_tokens(text)
 
 
 class ExtractiveAnswerer(_Base):

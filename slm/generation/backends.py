@@ -22,11 +22,37 @@ _GENERATE_LOCK = threading.Lock()  # guards attaching one generation lock per lo
 
 @runtime_checkable
 class Generator(Protocol):
-    name: str
+    """What every backend gives the answerer; a test fake implements all of it too."""
+
+    name: str  # the model as configured
+    adapter: str | None  # the adapter it serves (registry version or folder); None: the base weights
 
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]: ...
 
     def generate(self, messages: list[dict], settings: GenerationSettings) -> str: ...
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        """Tokens the model is fed for these messages (where it cannot tokenise, an over-estimate)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` (where it cannot tokenise, an estimate)."""
+        ...
+
+    def last_generated_tokens(self) -> int:
+        """Tokens produced by this thread's last finished (or closed) stream; 0 where it does not count them."""
+        ...
+
+
+def estimated_prompt_tokens(messages: list[dict]) -> int:
+    """For a model we cannot tokenise (a remote server): an over-estimate, 3 characters a token plus a few
+    per message for the chat markers, so the request budget still holds."""
+    return sum(len(m["content"]) // 3 + 8 for m in messages)
+
+
+def estimated_tokens(text: str) -> int:
+    """For a model we cannot tokenise: one token a word."""
+    return len(text.split())
 
 
 # ---------------------------------------------------------------- local transformers backend
@@ -236,9 +262,18 @@ class OpenAIGenerator:
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 120.0):
         self.base_url = base_url.rstrip("/")
         self.name = model
-        self.adapter = None
+        self.adapter: str | None = None
         self.api_key = api_key
         self.timeout = timeout
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        return estimated_prompt_tokens(messages)  # the server's tokenizer is not ours to call
+
+    def count_tokens(self, text: str) -> int:
+        return estimated_tokens(text)
+
+    def last_generated_tokens(self) -> int:
+        return 0  # not counted: the stream carries text deltas, not tokens
 
     def generate(self, messages: list[dict], settings: GenerationSettings) -> str:
         return "".join(self.stream(messages, settings))

@@ -102,7 +102,7 @@ class ChatController:
 
     @property
     def model_label(self) -> str:
-        return render.model_label(getattr(self.answerer, "model_name", ""), getattr(self.answerer, "adapter", None))
+        return render.model_label(self.answerer.model_name, self.answerer.adapter)
 
     def ask(
         self,

@@ -36,6 +36,12 @@ class Recording:
     def generate(self, messages, settings):
         return "".join(self.stream(messages, settings))
 
+    def prompt_tokens(self, messages):
+        return self.inner.prompt_tokens(messages)
+
+    def count_tokens(self, text):
+        return self.inner.count_tokens(text)
+
     def last_generated_tokens(self):
         return self.inner.last_generated_tokens()
 

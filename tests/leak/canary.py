@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from slm.access.labels import can_see
+from tests.helpers.generators import EstimatedTokens
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpora" / "canary"
@@ -189,7 +190,7 @@ def flatten_prompt(messages: Sequence[dict]) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-class EchoGenerator:
+class EchoGenerator(EstimatedTokens):
     """A 'model' that answers with its entire prompt: if the prompt never holds a canary, no model can leak one."""
 
     name = "echo"

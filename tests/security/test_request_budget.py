@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from slm.answering.answerer import Answerer, prompt_tokens
+from slm.answering.answerer import Answerer
 from slm.config import AnsweringSettings, GenerationSettings, RetrievalSettings
 from slm.errors import RequestTooLarge
 from slm.answering.prompting import Turn, build_messages
@@ -94,7 +94,7 @@ def test_question_at_the_char_limit_but_over_the_token_budget_is_refused_before_
 def test_question_that_fits_alone_but_not_with_its_passages_is_refused_before_generating(tiny_generator):
     answerer, _, gen = _real(tiny_generator)
     question = "How many days do I have to return a product for a refund?"
-    alone = prompt_tokens(tiny_generator, build_messages(question, [], (), 600, demo=True))
+    alone = tiny_generator.prompt_tokens(build_messages(question, [], (), 600, demo=True))
     answerer, retriever, gen = _real(tiny_generator, max_prompt_tokens=alone + 5)
     with pytest.raises(RequestTooLarge, match="passages"):
         answerer.answer(question)
@@ -112,7 +112,7 @@ def test_long_history_is_trimmed_to_the_budget_oldest_first(tiny_generator):
     assert kinds == ["rewrite", "answer"]
     for kind, tokens, _ in gen.prompts:
         assert tokens <= (budget.max_rewrite_tokens if kind == "rewrite" else budget.max_prompt_tokens), kind
-    unbounded = prompt_tokens(tiny_generator, build_messages("and what about receipts?", [h.chunk for h in answer.passages],
+    unbounded = tiny_generator.prompt_tokens(build_messages("and what about receipts?", [h.chunk for h in answer.passages],
                                                              list(LONG_HISTORY[-8:]), 600, demo=True))
     assert unbounded > 3 * budget.max_prompt_tokens  # the attack was real: 8 turns alone are far over
     answer_messages = gen.prompts[-1][2]

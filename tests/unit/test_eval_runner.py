@@ -15,6 +15,7 @@ from slm.evaluation.evaluate import evaluate
 from slm.evaluation.records import ModelIdentity
 from slm.evaluation.runner import EvalOptions
 from slm.types import Chunk, Hit
+from tests.helpers.generators import EstimatedTokens
 
 DOCS = {
     "faq/refunds.html": ("refunds", "Refunds are paid within 30 days of a return with a receipt.", ("employees",)),
@@ -73,7 +74,7 @@ class FakeKB:
         pass
 
 
-class QuoteGenerator:
+class QuoteGenerator(EstimatedTokens):
     """Answers with passage 1's text and cites it; a stand-in for a model, no weights."""
 
     def __init__(self, name):

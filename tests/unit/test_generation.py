@@ -10,7 +10,7 @@ import pytest
 
 from slm.config import GenerationSettings
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation.backends import OpenAIGenerator, TransformersGenerator, load_generator
+from slm.generation.backends import Generator, OpenAIGenerator, TransformersGenerator, load_generator
 from slm.generation.decoding import StopScanner
 from slm.generation.loading import load_causal_lm
 
@@ -64,7 +64,8 @@ def _seeded(fn, *args):
 
 def test_transformers_generator_streams_at_most_max_new_tokens(tiny_settings):
     gen = load_generator(tiny_settings)
-    assert isinstance(gen, TransformersGenerator) and gen.name == tiny_settings.model
+    assert isinstance(gen, TransformersGenerator) and isinstance(gen, Generator) and gen.name == tiny_settings.model
+    assert gen.adapter is None and gen.last_generated_tokens() == 0  # nothing streamed yet in this thread
     pieces = _seeded(lambda: list(gen.stream(MESSAGES, tiny_settings)))
     text = "".join(pieces)
     assert pieces and all(isinstance(p, str) for p in pieces)
@@ -177,6 +178,28 @@ def fake_openai():
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
     server.server_close()
+
+
+PROTOCOL = ("name", "adapter", "stream", "generate", "prompt_tokens", "count_tokens", "last_generated_tokens")
+
+
+def test_every_backend_implements_the_whole_protocol():
+    from slm.generation.llamacpp import LlamaCppGenerator  # llama_cpp itself is imported only to load a model
+
+    for backend in (TransformersGenerator, OpenAIGenerator, LlamaCppGenerator):
+        for method in PROTOCOL[2:]:
+            assert callable(getattr(backend, method, None)), (backend.__name__, method)
+    declared = set(Generator.__annotations__) | {m for m in vars(Generator) if not m.startswith("_")}
+    assert declared == set(PROTOCOL)  # the protocol declares exactly these: a new member is added here too
+
+
+def test_openai_generator_estimates_what_it_cannot_tokenise():
+    gen = OpenAIGenerator("http://127.0.0.1:9/v1", "served-model")
+    assert isinstance(gen, Generator) and gen.adapter is None
+    # 30 characters: 10 tokens at 3 a token, + 8 for the message's chat markers (an over-estimate on purpose)
+    assert gen.prompt_tokens([{"role": "user", "content": "x" * 30}]) == 18
+    assert gen.count_tokens("three small words") == 3 and gen.count_tokens("") == 0
+    assert gen.last_generated_tokens() == 0
 
 
 def test_openai_generator_streams_sse_and_stops(fake_openai):
