@@ -28,6 +28,9 @@ from slm.retraining.lock import RetrainLocked, retrain_lock
 from slm.retraining.policy import PolicyInput, changed_share, decide
 
 Log = Callable[[str], None]
+# Bootstrap resamples of the gate's report: the gate reads the point metrics only, so the report's intervals
+# are for a reader and a coarse 200 (slm eval's default is 2000) is enough.
+RESAMPLES = 200
 
 
 def _stderr(message: str) -> None:
@@ -143,12 +146,13 @@ def run_pass(
 
             # 5. evaluate candidate and served model on the same held-out questions; the gate decides
             with stage("evaluate"):
-                from slm.retraining.comparison import compare_with_served
+                from slm.evaluation.candidate import compare_with_served, measured
                 from slm.retraining.gate import not_worse
 
-                result = compare_with_served(settings, kb, candidate, held.path, run_dir / "eval",
-                                             max_new_tokens=cfg.eval_max_new_tokens, factory=factory,
-                                             progress=progress)
+                result = compare_with_served(settings, kb, candidate, [held.path], run_dir / "eval",
+                                             command=f"slm retrain (gate {candidate})",
+                                             max_new_tokens=cfg.eval_max_new_tokens, resamples=RESAMPLES,
+                                             factory=factory, progress=progress)
                 verdict = not_worse(result.candidate, result.served, metrics=cfg.gate_metrics,
                                     tolerance=cfg.tolerance)
                 record = history.update(record, metrics_before=result.served, metrics_after=result.candidate,
@@ -158,7 +162,7 @@ def run_pass(
 
             # 6. promote (an atomic pointer switch servers pick up) or reject, keeping the report
             with stage("promote"):
-                registry.set_metrics(candidate, {k: v for k, v in record.metrics_after.items() if v is not None})
+                registry.set_metrics(candidate, measured(record.metrics_after))
                 if record.promote:
                     registry.promote(candidate)
                 else:

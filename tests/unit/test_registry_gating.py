@@ -9,6 +9,7 @@ import pytest
 
 from slm.errors import TrainingError
 from slm.adapters.registry import Registry
+from slm.evaluation.candidate import SERVED, Comparison, compare_with_served
 from slm.training.gating import gate_new_version
 
 
@@ -21,11 +22,11 @@ def _register(root, name):
 
 
 def _fake_eval(current: dict, candidate: dict, calls: list):
-    def run(settings, qa_paths, variants, out, **kwargs):
-        calls.append((variants, kwargs.get("limit")))
-        return {"variants": {"current": {"metrics": current}, variants[1]: {"metrics": candidate}}}
+    def compare(settings, kb, version, qa_files, out, **kwargs):
+        calls.append((version, kwargs.get("limit")))
+        return Comparison(served=current, candidate=candidate, questions=10, report_dir=out)
 
-    return run
+    return compare
 
 
 def test_better_candidate_is_promoted(tmp_path):
@@ -34,10 +35,10 @@ def test_better_candidate_is_promoted(tmp_path):
     calls: list = []
     decision = gate_new_version(
         None, kb, v.version, [tmp_path / "qa.jsonl"], tmp_path / "out", limit=10,
-        run_eval=_fake_eval({"answer_f1": 0.20, "citation_accuracy": 0.5, "source_hit@5": 0.9},
+        compare=_fake_eval({"answer_f1": 0.20, "citation_accuracy": 0.5, "source_hit@5": 0.9},
                             {"answer_f1": 0.30, "citation_accuracy": 0.5, "source_hit@5": 0.1}, calls),
     )
-    assert calls == [(["current", "v1"], 10)]
+    assert calls == [("v1", 10)]
     assert decision.promote  # retrieval metrics are not part of the gate
     registry = Registry(tmp_path / "kb" / "adapters")
     assert registry.current().version == "v1" and registry.get("v1").metrics["answer_f1"] == 0.30
@@ -51,7 +52,7 @@ def test_worse_candidate_is_rejected_and_the_served_one_stays(tmp_path):
     kb = SimpleNamespace(path=tmp_path / "kb")
     decision = gate_new_version(
         None, kb, v2.version, [tmp_path / "qa.jsonl"], tmp_path / "out",
-        run_eval=_fake_eval({"answer_f1": 0.30, "citation_accuracy": 0.6}, {"answer_f1": 0.35, "citation_accuracy": 0.4}, []),
+        compare=_fake_eval({"answer_f1": 0.30, "citation_accuracy": 0.6}, {"answer_f1": 0.35, "citation_accuracy": 0.4}, []),
     )
     assert not decision.promote
     assert registry.current().version == "v1"
@@ -62,3 +63,23 @@ def test_worse_candidate_is_rejected_and_the_served_one_stays(tmp_path):
 def test_gate_needs_questions(tmp_path):
     with pytest.raises(TrainingError, match="--eval-qa"):
         gate_new_version(None, SimpleNamespace(path=tmp_path), "v1", [], tmp_path)
+
+
+def test_candidate_and_served_answer_the_same_questions_through_slm_eval(tmp_path):
+    """The one comparison both gates read (training's and retraining's): a real `slm eval` run of the two."""
+    from slm.config import Settings
+    from tests.unit.test_eval_runner import QUESTIONS, FakeKB, make_factory
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(q) for q in QUESTIONS) + "\n", encoding="utf-8")
+    settings = Settings(kb=tmp_path / "kb")
+    generators: dict = {}
+    result = compare_with_served(settings, FakeKB(tmp_path / "kb"), "v2", [qa], tmp_path / "gate", command="test",
+                                 limit=3, resamples=50, factory=make_factory(settings, generators))
+    assert result.questions == 3 and result.report_dir == tmp_path / "gate"
+    summary = json.loads((tmp_path / "gate" / "summary.json").read_text())
+    assert set(summary["variants"]) == {SERVED, "v2"} and summary["command"] == "test"
+    # the fake v2 quotes exactly as the served model does: the same metrics, all measured
+    assert result.candidate["answer_f1"] == result.served["answer_f1"] > 0
+    assert set(generators) == {"base", "v2"}
+    assert all(g.calls <= 3 for g in generators.values())  # no closed-book questions on top
