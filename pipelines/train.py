@@ -17,9 +17,10 @@ from slm.training.recipe import TrainOptions, TrainReport, run_training
 def train(kb: Path, *, config: Path | None = None, eval_qa: tuple[Path, ...] = (), exclude_docs: tuple[str, ...] = (),
           max_chunks: int | None = None, epochs: float | None = None, gate: bool = False,
           promote: bool = False, resume: bool = False) -> TrainReport:
-    settings = load_settings(config_file=config, kb=kb)                       # 1. settings
+    settings = load_settings(config_file=config, kb=kb,                       # 1. settings
+                             overrides={"training.max_chunks": max_chunks, "training.epochs": epochs})
     options = TrainOptions(eval_qa=eval_qa, exclude_docs=exclude_docs,        # 2. what this run does
-                           max_chunks=max_chunks, epochs=epochs, gate=gate, promote=promote, resume=resume)
+                           gate=gate, promote=promote, resume=resume)
     return run_training(settings, options)                                    # 3. data → RAFT → LoRA → registry (→ gate)
 
 

@@ -290,8 +290,13 @@ def load_settings(
     config_file: str | Path | None = None,
     kb: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build settings from defaults, the YAML file, the environment and an explicit `kb`."""
+    """Build settings from defaults, the YAML file, the environment, `overrides` and an explicit `kb`.
+
+    `overrides` maps "section.setting" to a value (a command-line flag's), checked like the file's values;
+    a None value leaves the setting alone (the flag was not given).
+    """
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     path = _find_config_file(config_file, env)
@@ -300,6 +305,11 @@ def load_settings(
     kb_from_file = data.pop("kb", None)
     settings = _build(Settings, data, "config")
     _apply_env(settings, env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            section_name, _, field_name = key.partition(".")
+            section, hint = _setting(settings, section_name, field_name, f"override {key}")
+            setattr(section, field_name, _coerce(value, hint, key))
     if kb is not None:
         settings.kb = Path(kb)
     elif kb_from_file is not None:
@@ -356,18 +366,24 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _setting(settings: Settings, section_name: str, field_name: str, where: str) -> tuple[Any, Any]:
+    """The section object holding `section_name.field_name`, and the setting's type."""
+    section = getattr(settings, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        raise ConfigError(f"{where}: no settings section '{section_name}'")
+    hints = typing.get_type_hints(type(section))
+    if field_name not in hints:
+        raise ConfigError(f"{where}: section '{section_name}' has no setting '{field_name}'")
+    return section, hints[field_name]
+
+
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
     for key, raw in env.items():
         if not key.startswith("SLM_") or "__" not in key:
             continue
         section_name, _, field_name = key[4:].lower().partition("__")
-        section = getattr(settings, section_name, None)
-        if section is None or not dataclasses.is_dataclass(section):
-            raise ConfigError(f"environment variable {key}: no settings section '{section_name}'")
-        hints = typing.get_type_hints(type(section))
-        if field_name not in hints:
-            raise ConfigError(f"environment variable {key}: section '{section_name}' has no setting '{field_name}'")
-        setattr(section, field_name, _coerce_text(raw, hints[field_name], key))
+        section, hint = _setting(settings, section_name, field_name, f"environment variable {key}")
+        setattr(section, field_name, _coerce_text(raw, hint, key))
 
 
 def _coerce_text(raw: str, hint: Any, where: str) -> Any:

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     try:
-        serve(load_settings(config_file=args.config, kb=args.kb), host=args.host, port=args.port)
+        serve(load_settings(config_file=args.config, kb=args.kb, overrides={"ui.host": args.host, "ui.port": args.port}))
     except SlmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -88,14 +88,12 @@ def _build(kb: Optional[Path], config: Optional[Path], adapter: Optional[str], e
     """The answerer for one command; `live` (chat) follows new indexes and adapter promotions meanwhile."""
     from slm.answering import service
 
-    settings = settings_from(kb, config)
-    if extractive:
-        settings.generation.backend = service.EXTRACTIVE_BACKEND
-    if max_new_tokens is not None:
-        settings.generation.max_new_tokens = max_new_tokens
+    settings = settings_from(kb, config, {
+        "generation.backend": service.EXTRACTIVE_BACKEND if extractive else None,
+        "generation.max_new_tokens": max_new_tokens,
+        "generation.adapter": adapter if live else None,  # pinned: the live answerer will not follow promotions
+    })
     if live:
-        if adapter is not None:
-            settings.generation.adapter = adapter  # pinned: the live answerer will not follow promotions
         return service.build_live_answerer(settings)
     return service.build_answerer(settings, adapter=adapter)
 

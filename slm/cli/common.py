@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import typer
 
@@ -13,8 +13,9 @@ KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (else config `
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (else $SLM_CONFIG, else ./slm.yaml).")
 
 
-def settings_from(kb: Optional[Path], config: Optional[Path]) -> Settings:
-    return load_settings(config_file=config, kb=kb)
+def settings_from(kb: Optional[Path], config: Optional[Path], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The command's settings; `overrides` maps "section.setting" to a flag's value (None: not given)."""
+    return load_settings(config_file=config, kb=kb, overrides=overrides)
 
 
 def parse_audiences(value: Optional[str]) -> frozenset[str] | None:

@@ -38,7 +38,7 @@ def retrain(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Follow document changes: detect → re-ingest → retrain? → evaluate → promote? (see docs/retraining.md)."""
-    settings = settings_from(kb, config)
+    settings = settings_from(kb, config, {"retrain.watch_interval_s": interval})
     if history:
         _print_history(settings, limit)
         return
@@ -48,7 +48,7 @@ def retrain(
     pipeline = _pipeline()
     log = (lambda m: None) if quiet else (lambda m: typer.secho(m, dim=True, err=True))
     if watch:
-        pipeline.watch(settings, root=root, interval=interval, log=lambda m: typer.secho(m, err=True),
+        pipeline.watch(settings, root=root, log=lambda m: typer.secho(m, err=True),
                        qa_file=qa, force_train=force_train, progress=not quiet)
         return
     record = pipeline.run_pass(settings, root=root, qa_file=qa, force_train=force_train, progress=not quiet, log=log)

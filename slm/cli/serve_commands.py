@@ -27,11 +27,7 @@ def register(app: typer.Typer) -> None:
         from slm.api.server import uvicorn_config
         from slm.api.keys import KeyStore
 
-        settings = settings_from(kb, config)
-        if host is not None:
-            settings.serve.host = host
-        if port is not None:
-            settings.serve.port = port
+        settings = settings_from(kb, config, {"serve.host": host, "serve.port": port})
         if not Path(settings.kb).is_dir():
             from slm.errors import KnowledgeBaseError
 

@@ -53,9 +53,10 @@ def train(
     """Specialise the model on the knowledge base: synthetic QA, RAFT examples, LoRA; registers a new version."""
     from slm.training.recipe import TrainOptions, run_training
 
-    settings = settings_from(kb, config)
+    settings = settings_from(kb, config, {"training.base": base, "training.teacher": teacher,
+                                          "training.epochs": epochs, "training.max_chunks": max_chunks})
     options = TrainOptions(
-        base=base, teacher=teacher, epochs=epochs, max_chunks=max_chunks, audiences=parse_audiences(audience),
+        audiences=parse_audiences(audience),
         eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,
         gate=gate, gate_limit=gate_limit, max_steps=max_steps, prepare_only=prepare_only, gpus=gpus,
     )

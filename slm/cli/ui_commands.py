@@ -27,11 +27,11 @@ def ui_command(
     """Start the chat in the browser: streamed answers with clickable sources, feedback, login."""
     from slm.webui.auth import check_bind
 
-    settings = settings_from(kb, config)
-    check_bind(settings.ui, host or settings.ui.host)  # fail before loading any model
+    settings = settings_from(kb, config, {"ui.host": host, "ui.port": port})
+    check_bind(settings.ui, settings.ui.host)  # fail before loading any model
     from slm.webui.app import serve
 
-    serve(settings, host=host, port=port)
+    serve(settings)
 
 
 @feedback_app.command("export")

@@ -182,12 +182,11 @@ def watch(
     settings: Settings,
     *,
     root: "SourceSpec | Path | str | None" = None,
-    interval: float | None = None,
     max_passes: int | None = None,
     log: Log = _stderr,
     **pass_options: Any,
 ) -> list[RunRecord]:
-    """Poll the source folder (size + mtime) every `interval` seconds; run a pass when something moved.
+    """Poll the source folder (size + mtime) every retrain.watch_interval_s seconds; run a pass when something moved.
     A failing pass is logged and retried on the next change; Ctrl-C stops."""
     from slm.kb.local import KnowledgeBase
 
@@ -197,7 +196,7 @@ def watch(
     if root is None:
         raise KnowledgeBaseError("nothing to watch: pass --root SOURCE (the KB records no source yet)")
     watcher = SourceWatcher(root, settings)
-    every = settings.retrain.watch_interval_s if interval is None else interval
+    every = settings.retrain.watch_interval_s
     records: list[RunRecord] = []
     log(f"watching {watcher.spec.uri} every {every:g}s")
     while max_passes is None or len(records) < max_passes:
@@ -284,14 +283,17 @@ def _reusable_candidate(previous: RunRecord | None, registry: Any, changes: Chan
 
 def _train(settings, kb, selection, held, previous, changes, trainer, progress, log) -> str:
     """Run the training recipe on the selected chunks; resume its checkpoint if the last run died training."""
+    import dataclasses
+
     from slm.training.recipe import TrainOptions, run_training
 
     unfinished = [p for p in (Path(kb.path) / "training" / "runs").glob("run-*") if not (p / "done.json").exists()]
     resume = bool(previous and previous.stage == "train" and changes.empty and unfinished)
-    options = TrainOptions(
-        eval_qa=(held.path,), only_chunks=selection.chunk_ids, max_chunks=len(selection.chunk_ids),
-        max_steps=settings.retrain.max_steps, resume=resume, promote=False, progress=progress,
-    )
+    options = TrainOptions(eval_qa=(held.path,), only_chunks=selection.chunk_ids, max_steps=settings.retrain.max_steps,
+                           resume=resume, promote=False, progress=progress)
+    # the selection is already capped at training.max_chunks: every chunk in it gets its questions
+    settings = dataclasses.replace(settings, training=dataclasses.replace(settings.training,
+                                                                          max_chunks=len(selection.chunk_ids)))
     log(f"train: {len(selection.changed)} changed + {len(selection.replay)} replayed chunks"
         + (" (resuming the interrupted training run)" if resume else ""))
     report = (trainer or run_training)(settings, options, kb=kb, log=log)

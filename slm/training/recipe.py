@@ -26,12 +26,9 @@ DONE_FILE = "done.json"
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """What the caller (CLI, retrain pipeline) chooses on top of the training settings."""
+    """What the caller (CLI, retrain pipeline) chooses for this run; the model, teacher, epochs and chunk budget
+    are training settings (`slm train --base/--teacher/--epochs/--max-chunks` override them in load_settings)."""
 
-    base: str | None = None
-    teacher: str | None = None  # spec, http(s)://.../v1, "none" (fallback questions only); None: settings or base
-    epochs: float | None = None
-    max_chunks: int | None = None
     audiences: frozenset[str] | None = None  # None: every chunk (trusted caller)
     eval_qa: tuple[Path, ...] = ()
     exclude_docs: tuple[str, ...] = ()
@@ -142,8 +139,8 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     check_strategy(settings.training.distributed)  # fail before the questions are written, not after
     started = time.perf_counter()
     cfg = settings.training
-    base = options.base or cfg.base
-    teacher_spec = options.teacher or cfg.teacher or "none"
+    base = cfg.base
+    teacher_spec = cfg.teacher or "none"
     if teacher_spec == "base":
         teacher_spec = base
     notes: list[str] = []
@@ -168,7 +165,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
             raise TrainingError("the knowledge base has no chunks visible to these audiences: ingest documents first")
         pool = visible if options.only_chunks is None else [c for c in visible if c.id in options.only_chunks]
         chunks, excluded = sample_chunks(
-            pool, options.max_chunks or cfg.max_chunks, seed=cfg.seed, exclude_docs=exclude
+            pool, cfg.max_chunks, seed=cfg.seed, exclude_docs=exclude
         )
         if exclude:
             notes.append(f"excluded {excluded} chunk(s) matching {', '.join(exclude)} from training data")
@@ -237,7 +234,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
         spec = LoraSpec(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                         tuple(cfg.target_modules) if cfg.target_modules else None)
         loop = LoopConfig(
-            epochs=options.epochs or cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+            epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio, schedule=cfg.lr_schedule, seed=cfg.seed,
             save_every=cfg.save_every, max_steps=options.max_steps, distributed=cfg.distributed,
             **{**_speed_fields(cfg.speed), **_checkpointing_field(cfg.gradient_checkpointing)},

@@ -368,12 +368,11 @@ def create_server(
     return app
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
-    """Run the chat with uvicorn (refuses a non-loopback address when no login is configured)."""
+def serve(settings: Settings, *, log_level: str = "warning") -> None:
+    """Run the chat with uvicorn on ui.host:ui.port (refuses a non-loopback address when no login is configured)."""
     import uvicorn
 
-    host = host or settings.ui.host
-    port = port or settings.ui.port
+    host, port = settings.ui.host, settings.ui.port
     check_bind(settings.ui, host)
     model = settings.generation.model if settings.generation.backend != "extractive" else "(extractive: no model)"
     print(f"loading the knowledge base {settings.kb} and the model {model} …", file=sys.stderr, flush=True)

@@ -39,12 +39,13 @@ def test_public_adapter_never_sees_restricted_documents(tmp_path, tiny_lm_dir, t
     settings = canary_settings(tmp_path / "kb", tiny_embedder_dir, generator=tiny_lm_dir)
     settings.training.batch_size = 2
     settings.training.max_seq_len = 3072  # the tiny tokenizer spends many tokens a word
+    settings.training.teacher = "none"
     kb = ingest_canary(settings)
     hidden = hidden_from(PUBLIC)
     chunk_docs = {c.id: c.doc_id for c in kb.all_chunks()}
     quiet = lambda *a, **k: None  # noqa: E731
 
-    report = run_training(settings, TrainOptions(audiences=PUBLIC, teacher="none", max_steps=3, progress=False),
+    report = run_training(settings, TrainOptions(audiences=PUBLIC, max_steps=3, progress=False),
                           kb=kb, log=quiet)
     entry = Registry(kb.path / "adapters").get(report.version)
     assert report.audiences == ("public",) and tuple(entry.audiences) == ("public",)
@@ -54,7 +55,7 @@ def test_public_adapter_never_sees_restricted_documents(tmp_path, tiny_lm_dir, t
     data_leaks = find_leaks(run_texts(report.run_dir), hidden, where="training-data")
 
     # control: a trusted run on the same KB does learn from the canary documents
-    control = run_training(settings, TrainOptions(teacher="none", max_steps=1, progress=False), kb=kb, log=quiet)
+    control = run_training(settings, TrainOptions(max_steps=1, progress=False), kb=kb, log=quiet)
     control_docs = {chunk_docs[c] for c in trained_chunk_ids(control.run_dir)}
     assert {s.doc_id for s in hidden} & control_docs
     assert find_leaks(run_texts(control.run_dir), hidden, where="control-data")

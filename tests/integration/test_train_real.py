@@ -32,9 +32,10 @@ def test_real_model_trains_registers_and_serves(tmp_path):
     settings.training.batch_size = 2
     settings.training.max_seq_len = 512
     settings.generation.max_new_tokens = 24
+    settings.training.teacher = "none"
     with KnowledgeBase.open(settings.kb, settings, create=True) as kb:
         ingest(REPO / "corpora" / "tiny", kb, progress=False)
-        report = run_training(settings, TrainOptions(max_steps=2, teacher="none", audiences=frozenset({"employees"}),
+        report = run_training(settings, TrainOptions(max_steps=2, audiences=frozenset({"employees"}),
                                                      progress=False),
                               kb=kb, log=lambda m: None)
         assert report.steps == 2 and report.examples >= 2

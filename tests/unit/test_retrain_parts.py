@@ -224,9 +224,10 @@ def test_watch_runs_a_pass_when_a_file_changes(tmp_path, tiny_embedder_dir, tiny
     docs = write_pages(tmp_path / "docs")
     settings = retrain_settings(tmp_path / "kb", tiny_embedder_dir, tiny_lm_dir)
     settings.retrain.train = False  # index only: this is about the polling
+    settings.retrain.watch_interval_s = 0.2
     records: list = []
     thread = threading.Thread(target=lambda: records.extend(
-        watch(settings, root=docs, interval=0.2, max_passes=2, log=lambda m: None)))
+        watch(settings, root=docs, max_passes=2, log=lambda m: None)))
     thread.start()
     deadline = time.monotonic() + 120
     while not (settings.kb / "store.sqlite").exists() or not _runs(settings):

@@ -68,6 +68,7 @@ def settings(tiny_lm_dir, tmp_path):
     s.training.distractors = 2
     s.training.abstain_share = 0.25
     s.training.save_every = 2
+    s.training.teacher = "none"  # questions by rules: no model writes them
     return s
 
 
@@ -81,10 +82,11 @@ def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp
     phrasings = ["What does the documentation say about Refunds?", "Can you explain Refunds?",
                  "How does Refunds work?", "What should I know about Refunds?"]
     eval_file.write_text("".join(json.dumps({"question": q}) + "\n" for q in phrasings))
+    settings.training.epochs = 3
     report = run_training(
         settings,
         TrainOptions(audiences=frozenset({"employees"}), exclude_docs=("faq/*",), eval_qa=(eval_file,),
-                     epochs=3, max_steps=3, progress=False),
+                     max_steps=3, progress=False),
         kb=kb, log=lambda m: None,
     )
     assert report.version == "v1" and not report.promoted and report.steps == 3
@@ -119,7 +121,7 @@ def test_user_data_with_eval_questions_is_refused(settings, tmp_path):
 
 def test_promote_flag_serves_the_new_version(settings, tmp_path):
     kb = FakeKB(tmp_path / "kb")
-    report = run_training(settings, TrainOptions(teacher="none", max_steps=1, promote=True, progress=False), kb=kb,
+    report = run_training(settings, TrainOptions(max_steps=1, promote=True, progress=False), kb=kb,
                           log=lambda m: None)
     assert report.promoted and Registry(tmp_path / "kb" / "adapters").current().version == report.version
 
@@ -128,13 +130,13 @@ def test_prepare_only_then_loop_elsewhere_then_resume_registers(settings, tmp_pa
     from slm.training.prepared import train_prepared
 
     kb = FakeKB(tmp_path / "kb")
-    prepared = run_training(settings, TrainOptions(teacher="none", prepare_only=True, progress=False), kb=kb,
+    prepared = run_training(settings, TrainOptions(prepare_only=True, progress=False), kb=kb,
                             log=lambda m: None)
     assert prepared.version == "" and prepared.steps == 0 and prepared.examples > 0
     assert not (tmp_path / "kb" / "adapters").exists()  # nothing registered yet
     loop = train_prepared(prepared.run_dir, progress=False)  # what the GPU box runs
     assert loop.steps > 0
-    report = run_training(settings, TrainOptions(teacher="none", resume=True, progress=False), kb=kb,
+    report = run_training(settings, TrainOptions(resume=True, progress=False), kb=kb,
                           log=lambda m: None)
     assert report.version == "v1" and report.steps == loop.steps and report.run_dir == prepared.run_dir
     assert report.loss_first == loop.losses[0] and report.data_hash == prepared.data_hash
@@ -144,7 +146,8 @@ def test_fast_speed_trains_with_packing_and_answer_only_logits(settings, tmp_pat
     import torch
 
     settings.training.speed = "fast"
-    report = run_training(settings, TrainOptions(epochs=1, max_steps=2, progress=False),
+    settings.training.epochs = 1
+    report = run_training(settings, TrainOptions(max_steps=2, progress=False),
                           kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
     assert report.steps == 2 and report.tokens > 0
     loop = Registry(tmp_path / "kb" / "adapters").get(report.version).info["training"]
@@ -175,7 +178,7 @@ def test_gpus_option_trains_in_two_processes_and_registers(settings, tmp_path, m
     # On this CPU the 2 processes are gloo ranks; on a GPU machine, one per GPU (NCCL).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     settings.training.distributed = "fsdp"
-    report = run_training(settings, TrainOptions(teacher="none", gpus=2, max_steps=2, progress=False),
+    report = run_training(settings, TrainOptions(gpus=2, max_steps=2, progress=False),
                           kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
     assert report.version == "v1" and report.steps == 2 and report.tokens > 0
     entry = Registry(tmp_path / "kb" / "adapters").get("v1")
@@ -202,6 +205,6 @@ def test_training_strip_heading_reaches_the_answer_writer(settings, tmp_path, mo
 
     monkeypatch.setattr(questions, "generate_examples", spy)
     settings.training.strip_heading = strip
-    run_training(settings, TrainOptions(teacher="none", prepare_only=True, progress=False), kb=FakeKB(tmp_path / "kb"),
+    run_training(settings, TrainOptions(prepare_only=True, progress=False), kb=FakeKB(tmp_path / "kb"),
                  log=lambda m: None)
     assert seen == [strip]  # what the answer writer does with it: test_rule_questions.py
