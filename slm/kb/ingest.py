@@ -22,7 +22,7 @@ from slm.errors import DocumentError, KnowledgeBaseError
 from slm.kb.index.generation import collect_garbage, existing_generations
 from slm.kb.index.manifest import Manifest
 from slm.kb.local import GENERATION_KEY, ROOT_KEY, KnowledgeBase
-from slm.kb.store import INSERT_CHUNK, INSERT_DOCUMENT, StoredChunk, chunk_row
+from slm.kb.store import StoredChunk
 from slm.types import Chunk, Document
 
 STATE_KEY = "source_state"  # KB meta: what the source needs back next run (crawl validators, a commit)
@@ -279,34 +279,15 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     stage("commit")
     t = time.perf_counter()
     with kb.store.transaction() as conn:
-        for doc_id in gone:
-            conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-        for doc_id in set(deleted) | set(removed_failed):
-            conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-        conn.executemany("UPDATE chunks SET embed_key = ? WHERE id = ?", rekeyed)
+        kb.store.delete_chunks_of(conn, gone)
+        kb.store.delete_documents(conn, set(deleted) | set(removed_failed))
+        kb.store.rekey_chunks(conn, rekeyed)
         now = time.time()
         for item in pending:
-            doc = item.doc
-            conn.execute(
-                INSERT_DOCUMENT,
-                (
-                    doc.id,
-                    doc.title,
-                    doc.source,
-                    doc.content_hash,
-                    item.fingerprint,
-                    json.dumps(list(doc.audiences)),
-                    json.dumps(dict(doc.metadata)),
-                    len(item.chunks),
-                    len(doc.text),
-                    now,
-                    doc.language,
-                ),
-            )
-        conn.executemany(
-            INSERT_CHUNK,
-            (chunk_row(c, i, embed_key(model, index_text(c))) for p in pending for i, c in enumerate(p.chunks)),
-        )
+            kb.store.put_document(conn, item.doc, fingerprint=item.fingerprint, chunk_count=len(item.chunks),
+                                  ingested_at=now)
+        kb.store.put_chunks(conn, ((c, i, embed_key(model, index_text(c))) for p in pending
+                                   for i, c in enumerate(p.chunks)))
         kb.store.set_meta(GENERATION_KEY, str(number), conn)
         kb.store.set_meta(ROOT_KEY, root, conn)
         _record_source(kb, conn, src, spec, discovery)

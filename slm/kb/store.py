@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from slm.errors import KnowledgeBaseError
-from slm.types import Chunk
+from slm.types import Chunk, Document
 
 SCHEMA_VERSION = 2  # 2: documents.language, chunks.language
 
@@ -237,6 +237,31 @@ class Store:
         ).fetchall()
         return [self._row_to_stored(r).chunk for r in rows]
 
+    # --- ingestion's writes, all inside its one commit transaction `conn` ----------------------------
+    def put_document(self, conn: sqlite3.Connection, doc: Document, *, fingerprint: str, chunk_count: int,
+                     ingested_at: float) -> None:
+        """Add or replace a document's row (its chunks are written by `put_chunks`)."""
+        conn.execute(_INSERT_DOCUMENT, (
+            doc.id, doc.title, doc.source, doc.content_hash, fingerprint, json.dumps(list(doc.audiences)),
+            json.dumps(dict(doc.metadata)), chunk_count, len(doc.text), ingested_at, doc.language,
+        ))
+
+    def put_chunks(self, conn: sqlite3.Connection, rows: Iterable[tuple[Chunk, int, str]]) -> None:
+        """Add chunks, each as (chunk, its position in the document, the key of its embedding)."""
+        conn.executemany(_INSERT_CHUNK, (_chunk_row(chunk, ordinal, key) for chunk, ordinal, key in rows))
+
+    def delete_chunks_of(self, conn: sqlite3.Connection, doc_ids: Iterable[str]) -> None:
+        """Remove every chunk of these documents (their rows stay until `delete_documents`)."""
+        conn.executemany("DELETE FROM chunks WHERE doc_id = ?", ((doc_id,) for doc_id in doc_ids))
+
+    def delete_documents(self, conn: sqlite3.Connection, doc_ids: Iterable[str]) -> None:
+        """Remove these documents; their chunks go with them (ON DELETE CASCADE)."""
+        conn.executemany("DELETE FROM documents WHERE id = ?", ((doc_id,) for doc_id in doc_ids))
+
+    def rekey_chunks(self, conn: sqlite3.Connection, rekeyed: Iterable[tuple[str, str]]) -> None:
+        """Point chunks at new embedding keys, given as (new key, chunk id) (a kept chunk under a new embedder)."""
+        conn.executemany("UPDATE chunks SET embed_key = ? WHERE id = ?", rekeyed)
+
     # --- embeddings -----------------------------------------------------------------------
     def cached_embeddings(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -302,8 +327,8 @@ class Store:
             " LIMIT 1", (path, cutoff)).fetchone() is not None
 
 
-def chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
-    """The `chunks` row for a chunk (used by ingestion inside its transaction)."""
+def _chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
+    """The `chunks` row for a chunk."""
     return (
         chunk.id,
         chunk.doc_id,
@@ -322,11 +347,11 @@ def chunk_row(chunk: Chunk, ordinal: int, embed_key: str) -> tuple:
     )
 
 
-INSERT_CHUNK = (
+_INSERT_CHUNK = (
     'INSERT INTO chunks(id, doc_id, ordinal, text, start, "end", section, anchor, page, title, source, audiences,'
     " embed_key, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_DOCUMENT = (
+_INSERT_DOCUMENT = (
     "INSERT OR REPLACE INTO documents(id, title, source, content_hash, fingerprint, audiences, metadata,"
     " chunk_count, chars, ingested_at, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from slm.kb.store import INSERT_CHUNK, INSERT_DOCUMENT, Store, chunk_row
-from slm.types import Chunk
+from slm.kb.store import Store
+from slm.types import Chunk, Document
 
 
 def _chunk(i: int, doc: str = "a.md") -> Chunk:
@@ -12,10 +12,14 @@ def _chunk(i: int, doc: str = "a.md") -> Chunk:
                  section=("A", f"S{i}"), anchor=f"s{i}", page=None, title="A", source=doc, audiences=("hr",))
 
 
+def _doc(doc: str) -> Document:
+    return Document(id=doc, title="A", text="x" * 100, source=doc, content_hash="h", audiences=("hr",), language="en")
+
+
 def _add_doc(store: Store, doc: str, n: int) -> None:
     with store.transaction() as conn:
-        conn.execute(INSERT_DOCUMENT, (doc, "A", doc, "h", "fp", '["hr"]', "{}", n, 100, 0.0, "en"))
-        conn.executemany(INSERT_CHUNK, [chunk_row(_chunk(i, doc), i, f"k{doc}{i}") for i in range(n)])
+        store.put_document(conn, _doc(doc), fingerprint="fp", chunk_count=n, ingested_at=0.0)
+        store.put_chunks(conn, [(_chunk(i, doc), i, f"k{doc}{i}") for i in range(n)])
 
 
 def test_chunks_round_trip_in_requested_order(tmp_path):
@@ -32,7 +36,7 @@ def test_failed_transaction_leaves_nothing(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     with pytest.raises(RuntimeError):
         with store.transaction() as conn:
-            conn.execute(INSERT_DOCUMENT, ("b.md", "B", "b.md", "h", "fp", "[]", "{}", 0, 0, 0.0, "en"))
+            store.put_document(conn, _doc("b.md"), fingerprint="fp", chunk_count=0, ingested_at=0.0)
             raise RuntimeError("boom")
     assert store.counts() == (0, 0)
 
@@ -55,8 +59,27 @@ def test_deleting_a_document_cascades_to_its_chunks(tmp_path):
     _add_doc(store, "a.md", 2)
     _add_doc(store, "b.md", 1)
     with store.transaction() as conn:
-        conn.execute("DELETE FROM documents WHERE id = 'a.md'")
+        store.delete_documents(conn, ["a.md"])
     assert [c.doc_id for c in (s.chunk for s in store.iter_stored_chunks())] == ["b.md"]
+    assert [d.id for d in store.documents()] == ["b.md"]
+
+
+def test_document_rows_and_ingestion_writes(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    _add_doc(store, "a.md", 2)
+    (info,) = store.documents()
+    assert (info.id, info.fingerprint, info.audiences, info.chunk_count, info.chars, info.language) == (
+        "a.md", "fp", ("hr",), 2, 100, "en")
+    with store.transaction() as conn:
+        store.rekey_chunks(conn, [("new-key", "a.md::0001")])
+    assert [s.embed_key for s in store.iter_stored_chunks()] == ["ka.md0", "new-key"]
+    with store.transaction() as conn:  # a changed document: its old chunks go, its row stays to be replaced
+        store.delete_chunks_of(conn, ["a.md"])
+    assert store.counts() == (1, 0)
+    with store.transaction() as conn:
+        store.put_document(conn, _doc("a.md"), fingerprint="fp2", chunk_count=1, ingested_at=1.0)
+        store.put_chunks(conn, [(_chunk(0), 0, "k")])
+    assert store.counts() == (1, 1) and store.fingerprints() == {"a.md": "fp2"}
 
 
 def test_log_and_meta(tmp_path):
