@@ -7,6 +7,7 @@ names the promoted version and `<root>/history.json` the promotion order; both a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,20 +28,106 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
 
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What `info.json` records about a version: how it was trained (given at registration) and its state in
+    the registry (version, created, status, metrics, promotion or rejection). Keys a newer slm wrote and this
+    one does not know are kept in `extra` and written back unchanged."""
+
+    base: str = ""  # the base model spec it was trained on
+    audiences: tuple[str, ...] = ()  # of the documents it learned from (sorted); () = unknown, trusted callers only
+    data_hash: str = ""  # sha256 of its training data file
+    teacher: str = ""  # who wrote the questions
+    data_examples: int | None = None
+    exclude_docs: tuple[str, ...] = ()  # doc-id globs kept out of its training data
+    eval_qa: tuple[str, ...] = ()  # evaluation question files its data was guarded against
+    run_dir: str = ""
+    # Free-form records of the run, as their writers define them: the loop config (slm.training.lora), the
+    # LoRA spec, the question generation's stats, the loop's report (steps, tokens, losses, ...).
+    training: Mapping[str, Any] = field(default_factory=dict)
+    lora: Mapping[str, Any] = field(default_factory=dict)
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    report: Mapping[str, Any] = field(default_factory=dict)
+    # ---- kept by the registry
+    version: str = ""
+    created: str = ""  # ISO time of registration (UTC)
+    status: str = "candidate"  # candidate | promoted | retired | rejected
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # its evaluation, as the gate compared it
+    promoted: str | None = None  # ISO time of its last promotion
+    rejection: Mapping[str, Any] | None = None  # why the gate rejected it (reasons, metrics, report folder)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AdapterInfo:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        for key in ("audiences", "exclude_docs", "eval_qa"):
+            if key in known:
+                known[key] = tuple(str(x) for x in known[key] or ())
+        for key in ("training", "lora", "generation", "report", "metrics"):
+            if key in known:
+                known[key] = dict(known[key] or {})
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.extra)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, Mapping) else value
+        return out
+
+
+def read_info(folder: Path) -> AdapterInfo:
+    """The `info.json` of an adapter folder; RegistryError when it is missing or unreadable."""
+    try:
+        data = json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{Path(folder) / INFO_FILE} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"{Path(folder) / INFO_FILE} is not a JSON object")
+    try:
+        return AdapterInfo.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{Path(folder) / INFO_FILE} has a malformed field: {exc}") from exc
+
+
+def _write_info(folder: Path, info: AdapterInfo) -> None:
+    atomic_write_text(Path(folder) / INFO_FILE, json.dumps(info.to_json(), indent=2, sort_keys=True))
+
 
 @dataclass(frozen=True)
 class AdapterVersion:
-    """One registered adapter: where it lives and what it was trained from."""
+    """One registered adapter: where it lives and its record."""
 
     version: str
     path: Path
-    base: str
-    audiences: tuple[str, ...]
-    created: str
-    data_hash: str
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    status: str = "candidate"  # candidate | promoted | retired | rejected
-    info: Mapping[str, Any] = field(default_factory=dict)
+    info: AdapterInfo
+
+    @property
+    def base(self) -> str:
+        return self.info.base
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self.info.audiences
+
+    @property
+    def created(self) -> str:
+        return self.info.created
+
+    @property
+    def data_hash(self) -> str:
+        return self.info.data_hash
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        return self.info.metrics
+
+    @property
+    def status(self) -> str:
+        return self.info.status
 
 
 @dataclass(frozen=True)
@@ -101,24 +188,10 @@ class Registry:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
 
     def _read(self, folder: Path) -> AdapterVersion:
-        try:
-            info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{folder / INFO_FILE} is unreadable: {exc}") from exc
-        return AdapterVersion(
-            version=folder.name,
-            path=folder,
-            base=info.get("base", ""),
-            audiences=tuple(info.get("audiences", ())),
-            created=info.get("created", ""),
-            data_hash=info.get("data_hash", ""),
-            metrics=info.get("metrics", {}),
-            status=info.get("status", "candidate"),
-            info=info,
-        )
+        return AdapterVersion(version=folder.name, path=folder, info=read_info(folder))
 
     # ------------------------------------------------------------------ writing
-    def register(self, adapter_dir: Path, info: Mapping[str, Any]) -> AdapterVersion:
+    def register(self, adapter_dir: Path, info: AdapterInfo) -> AdapterVersion:
         """Copy a PEFT adapter folder in as the next version (status candidate, not promoted)."""
         adapter_dir = Path(adapter_dir)
         missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).is_file()]
@@ -131,23 +204,16 @@ class Registry:
         staging = self.root / f".{version}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(adapter_dir, staging)
-        record = dict(info)
-        record.update(
-            version=version,
-            created=record.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            status="candidate",
-        )
-        record.setdefault("metrics", {})
-        record["audiences"] = sorted(record.get("audiences", ()))
-        (staging / INFO_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+        record = dataclasses.replace(info, version=version, created=info.created or _now(), status="candidate",
+                                     audiences=tuple(sorted(info.audiences)))
+        (staging / INFO_FILE).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True), encoding="utf-8")
         os.replace(staging, self.root / version)  # the version appears complete or not at all
         return self.get(version)
 
     def update_info(self, version: str, **changes: Any) -> AdapterVersion:
+        """Change fields of a version's record (AdapterInfo's names: a wrong one is a TypeError)."""
         entry = self.get(version)
-        info = dict(entry.info)
-        info.update(changes)
-        atomic_write_text(entry.path / INFO_FILE, json.dumps(info, indent=2, sort_keys=True))
+        _write_info(entry.path, dataclasses.replace(entry.info, **changes))
         return self.get(version)
 
     def set_metrics(self, version: str, metrics: Mapping[str, Any]) -> AdapterVersion:

@@ -34,13 +34,12 @@ class ResolvedAdapter:
 
 def _recorded_audiences(folder: Path) -> tuple[str, ...]:
     """The audiences in a registry-style `info.json` beside the adapter, if the folder has one."""
-    import json
+    from slm.adapters.registry import read_info
 
     try:
-        info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_info(folder).audiences
+    except RegistryError:  # no record: nobody knows what it learned
         return ()
-    return tuple(str(a) for a in info.get("audiences", ()) or ()) if isinstance(info, dict) else ()
 
 
 def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> ResolvedAdapter | None:

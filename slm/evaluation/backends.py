@@ -31,9 +31,9 @@ def _registry_entry(kb_path: Path, version: str | None) -> dict[str, Any]:
         "data_hash": entry.data_hash,
         "status": entry.status,
         "audiences": list(entry.audiences),
-        "data_examples": entry.info.get("data_examples"),
-        "exclude_docs": list(entry.info.get("exclude_docs") or []),
-        "eval_qa_guarded": list(entry.info.get("eval_qa") or []),
+        "data_examples": entry.info.data_examples,
+        "exclude_docs": list(entry.info.exclude_docs),
+        "eval_qa_guarded": list(entry.info.eval_qa),
     }
 
 

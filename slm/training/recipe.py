@@ -122,7 +122,7 @@ def find_run(kb_path: Path, resume: bool) -> Path:
 def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, log=print) -> TrainReport:
     """Train an adapter on the knowledge base and register it; see the module docstring for the steps."""
     from slm.generation.loading import load_causal_lm
-    from slm.adapters.registry import Registry
+    from slm.adapters.registry import AdapterInfo, Registry
     from slm.training.data import encode_examples
     from slm.training.distributed import check_strategy
     from slm.training.leakcheck import LeakGuard, read_eval_questions
@@ -286,23 +286,22 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
                                     resume=options.resume, distiller=distiller, progress=options.progress)
 
         # 7. register (promote only when asked)
-        info = {
-            "base": base,
-            "teacher": f"user data {options.data_file}" if options.data_file else teacher_spec,
-            "audiences": list(audiences),
-            "data_hash": data_hash,
-            "data_examples": len(examples),
-            "training": {**asdict(cfg), **result.config, "max_passage_chars": settings.answering.max_passage_chars},
-            "lora": asdict(spec) | {"target_modules": targets},
-            "generation": generation_stats,
-            "eval_qa": [str(p) for p in eval_files],
-            "exclude_docs": list(exclude),
-            "run_dir": str(run_dir),
-            "report": {"steps": result.steps, "tokens": result.tokens, "tokens_per_second": result.tokens_per_second,
-                       "train_seconds": result.seconds, "loop_peak_memory_mb": result.peak_memory_mb,
-                       "processes": result.world,
-                       "losses": list(result.losses)},
-        }
+        info = AdapterInfo(
+            base=base,
+            teacher=f"user data {options.data_file}" if options.data_file else teacher_spec,
+            audiences=tuple(audiences),
+            data_hash=data_hash,
+            data_examples=len(examples),
+            training={**asdict(cfg), **result.config, "max_passage_chars": settings.answering.max_passage_chars},
+            lora=asdict(spec) | {"target_modules": targets},
+            generation=generation_stats,
+            eval_qa=tuple(str(p) for p in eval_files),
+            exclude_docs=tuple(exclude),
+            run_dir=str(run_dir),
+            report={"steps": result.steps, "tokens": result.tokens, "tokens_per_second": result.tokens_per_second,
+                    "train_seconds": result.seconds, "loop_peak_memory_mb": result.peak_memory_mb,
+                    "processes": result.world, "losses": list(result.losses)},
+        )
         registry = Registry(Path(kb.path) / "adapters")
         entry = registry.register(result.adapter_dir, info)
         promoted = options.promote

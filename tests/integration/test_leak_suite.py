@@ -54,12 +54,12 @@ def _register_hr_adapter(kb, lm_dir, folder):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from slm.adapters.registry import Registry
+    from slm.adapters.registry import AdapterInfo, Registry
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(lm_dir),
                            LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(folder)
-    return Registry(kb / "adapters").register(folder, {"base": str(lm_dir), "audiences": ["hr", "public"]})
+    return Registry(kb / "adapters").register(folder, AdapterInfo(base=str(lm_dir), audiences=("hr", "public")))
 
 
 def new_key(config, name, audiences):

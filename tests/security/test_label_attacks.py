@@ -10,7 +10,7 @@ from slm.access.labels import can_see, may_use_adapter, normalize_label, parse_l
 from slm.api.runtime import FactoryLoader, ModelHost
 from slm.config import Settings
 from slm.api.keys import KeyStore
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 from slm.answering.service import build_answerer
 from tests.unit.test_access_adapters import FakeKB, Q, adapter_dir, scripted  # noqa: F401  (fixture)
 
@@ -31,7 +31,7 @@ def test_label_forms_compare_equal_everywhere():
 def test_a_key_created_as_Public_gets_the_public_adapter_from_the_api_and_the_answerer(tmp_path, scripted):
     settings = Settings(kb=tmp_path)
     registry = Registry(tmp_path / "adapters")
-    v1 = registry.register(adapter_dir(tmp_path, "a"), {"base": settings.generation.model, "audiences": ["public"]})
+    v1 = registry.register(adapter_dir(tmp_path, "a"), AdapterInfo(base=settings.generation.model, audiences=("public",)))
     registry.promote(v1.version)
     key = KeyStore.for_kb(tmp_path).create("helpdesk", ["Public"]).key
     assert key.audiences == ("public",)

@@ -12,7 +12,7 @@ import pytest
 from slm.api.errors import ApiError
 from slm.api.runtime import FactoryLoader, ModelHost, may_use
 from slm.config import Settings
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 from slm.answering.service import TRUSTED_ONLY, build_answerer, resolve_adapter
 from slm.training.recipe import training_audiences
 from slm.types import Chunk
@@ -82,7 +82,7 @@ def test_an_adapter_with_no_recorded_audiences_serves_only_trusted_callers(tmp_p
 def test_recorded_audiences_decide_per_caller(tmp_path, scripted):
     settings = Settings(kb=tmp_path)
     registry = Registry(tmp_path / "adapters")
-    v1 = registry.register(adapter_dir(tmp_path, "a"), {"base": settings.generation.model, "audiences": ["public"]})
+    v1 = registry.register(adapter_dir(tmp_path, "a"), AdapterInfo(base=settings.generation.model, audiences=("public",)))
     registry.promote(v1.version)
     answerer = build_answerer(settings, kb=FakeKB(tmp_path))  # the promoted customer adapter
     assert answerer.answer(Q, audiences=frozenset({"public"})).text.startswith("tuned")
@@ -90,7 +90,7 @@ def test_recorded_audiences_decide_per_caller(tmp_path, scripted):
     assert answerer.answer(Q, audiences=frozenset({"employees"})).text.startswith("base")
     # a registry folder given by path keeps its recorded audiences
     assert resolve_adapter(settings, tmp_path, str(v1.path)).serving_audiences == ("public",)
-    v2 = registry.register(adapter_dir(tmp_path, "b"), {"base": settings.generation.model, "audiences": ["hr", "public"]})
+    v2 = registry.register(adapter_dir(tmp_path, "b"), AdapterInfo(base=settings.generation.model, audiences=("hr", "public")))
     hr_answerer = build_answerer(settings, kb=FakeKB(tmp_path), adapter=v2.version)
     assert hr_answerer.answer(Q, audiences=frozenset({"public"})).text.startswith("base")
     assert hr_answerer.answer(Q, audiences=frozenset({"public", "hr"})).text.startswith("tuned")
@@ -100,7 +100,7 @@ def host_with(tmp_path: Path, versions: dict[str, list[str]]) -> ModelHost:
     settings = Settings(kb=tmp_path)
     registry = Registry(tmp_path / "adapters")
     for name, audiences in versions.items():
-        registry.register(adapter_dir(tmp_path, name), {"base": settings.generation.model, "audiences": audiences})
+        registry.register(adapter_dir(tmp_path, name), AdapterInfo(base=settings.generation.model, audiences=audiences))
     host = ModelHost(settings, FactoryLoader(lambda adapter: object()), registry=registry)
     host.load_now()
     return host
@@ -124,7 +124,7 @@ def test_api_model_selection_refuses_adapters_beyond_the_keys_audiences(tmp_path
 def test_promoted_adapter_of_other_audiences_falls_back_to_base_for_the_default_model(tmp_path):
     settings = Settings(kb=tmp_path)
     registry = Registry(tmp_path / "adapters")
-    v1 = registry.register(adapter_dir(tmp_path, "hr"), {"base": settings.generation.model, "audiences": ["hr"]})
+    v1 = registry.register(adapter_dir(tmp_path, "hr"), AdapterInfo(base=settings.generation.model, audiences=("hr",)))
     registry.promote(v1.version)
     host = ModelHost(settings, FactoryLoader(lambda adapter: object()), registry=registry)
     host.load_now()

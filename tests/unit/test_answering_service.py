@@ -12,7 +12,7 @@ from slm.answering.abstention import Calibration
 from slm.answering.answerer import Answerer, ExtractiveAnswerer
 from slm.config import DEFAULT_EMBEDDER, Settings
 from slm.errors import AccessDenied, ModelLoadError, RegistryError
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 from slm.answering.service import build_answerer, resolve_adapter
 from tests.unit.test_answering import CHUNKS, ListRetriever, ScriptedGenerator
 
@@ -43,7 +43,7 @@ def test_adapter_resolution_order(tmp_path):
     settings = Settings(kb=tmp_path)
     assert resolve_adapter(settings, tmp_path) is None  # no registry: base model
     registry = Registry(tmp_path / "adapters")
-    v1 = registry.register(_adapter_dir(tmp_path, "a1"), {"base": settings.generation.model, "audiences": ["employees"]})
+    v1 = registry.register(_adapter_dir(tmp_path, "a1"), AdapterInfo(base=settings.generation.model, audiences=("employees",)))
     assert resolve_adapter(settings, tmp_path) is None  # registered but not promoted
     registry.promote(v1.version)
     promoted = resolve_adapter(settings, tmp_path)

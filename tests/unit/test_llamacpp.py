@@ -212,10 +212,10 @@ def test_cli_exports_the_promoted_adapter(tiny_lm_dir, adapter_dir, tmp_path):
 
     from slm.cli.main import app
     from slm.generation.llamacpp import LlamaCppGenerator, load_llama
-    from slm.adapters.registry import Registry
+    from slm.adapters.registry import AdapterInfo, Registry
 
     registry = Registry(tmp_path / "kb" / "adapters")
-    registry.register(adapter_dir, {"base": str(tiny_lm_dir), "audiences": ["employees"], "data_hash": "0" * 16})
+    registry.register(adapter_dir, AdapterInfo(base=str(tiny_lm_dir), audiences=("employees",), data_hash="0" * 16))
     runner = CliRunner()
     kb, out = str(tmp_path / "kb"), tmp_path / "tuned.gguf"
     nothing = runner.invoke(app, ["models", "export-gguf", "--out", str(out), "--kb", kb])

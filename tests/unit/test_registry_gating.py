@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from slm.errors import TrainingError
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 from slm.evaluation.candidate import SERVED, Comparison, compare_with_served
 from slm.training.gating import gate_new_version
 
@@ -18,7 +18,7 @@ def _register(root, name):
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text("{}")
     (folder / "adapter_model.safetensors").write_bytes(b"x")
-    return Registry(root / "kb" / "adapters").register(folder, {"base": "b", "audiences": [], "data_hash": "h"})
+    return Registry(root / "kb" / "adapters").register(folder, AdapterInfo(base="b", audiences=(), data_hash="h"))
 
 
 def _fake_eval(current: dict, candidate: dict, calls: list):
@@ -57,7 +57,7 @@ def test_worse_candidate_is_rejected_and_the_served_one_stays(tmp_path):
     assert not decision.promote
     assert registry.current().version == "v1"
     assert registry.get("v2").status == "rejected"
-    assert any("citation_accuracy" in r and "worse" in r for r in registry.get("v2").info["rejection"]["reasons"])
+    assert any("citation_accuracy" in r and "worse" in r for r in registry.get("v2").info.rejection["reasons"])
 
 
 def test_gate_needs_questions(tmp_path):

@@ -186,7 +186,7 @@ class _Named:
 
 def test_live_answerer_follows_promotion_and_rollback_without_failing_in_flight(tmp_path, tiny_lm_dir):
     from slm.config import Settings
-    from slm.adapters.registry import Registry
+    from slm.adapters.registry import AdapterInfo, Registry
     from slm.answering.service import LiveAnswerer
 
     registry = Registry(tmp_path / "kb" / "adapters")
@@ -195,7 +195,7 @@ def test_live_answerer_follows_promotion_and_rollback_without_failing_in_flight(
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         (folder / name).write_text("{}")
     for _ in range(2):
-        registry.register(folder, {"base": str(tiny_lm_dir)})
+        registry.register(folder, AdapterInfo(base=str(tiny_lm_dir)))
     registry.promote("v1")
     settings = Settings(kb=tmp_path / "kb")
     settings.generation.model = str(tiny_lm_dir)

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from slm.kb.local import KnowledgeBase
-from slm.adapters.registry import Registry
+from slm.adapters.registry import AdapterInfo, Registry
 from slm.retraining.history import Outcome, RetrainHistory
 from slm.answering.service import build_live_answerer
 from tests.helpers.retrain_corpus import ADDED, answering_adapter, page, retrain_settings, write_pages
@@ -103,7 +103,7 @@ def test_a_worse_adapter_is_rejected_and_the_old_one_keeps_serving(world):
     # The served model answers (a real adapter steering the tiny model to words); a fresh candidate of the
     # tiny model answers nothing, so on the held-out questions it is measurably worse.
     strong = registry.register(answering_adapter(settings.generation.model, world["base"] / "strong"),
-                               {"base": settings.generation.model})
+                               AdapterInfo(base=settings.generation.model))
     registry.promote(strong.version)
     model = world["model"]
     assert model.answer(REFUND_Q).adapter == strong.version
@@ -113,11 +113,11 @@ def test_a_worse_adapter_is_rejected_and_the_old_one_keeps_serving(world):
     assert "REJECTED" in result.output and "answer_rate" in result.output
     candidate = registry.versions()[-1]
     assert candidate.status == "rejected" and candidate.version != strong.version
-    assert "answer_rate" in " ".join(candidate.info["rejection"]["reasons"])
-    assert candidate.info["rejection"]["metrics_served"]["answer_rate"] > candidate.metrics["answer_rate"]
+    assert "answer_rate" in " ".join(candidate.info.rejection["reasons"])
+    assert candidate.info.rejection["metrics_served"]["answer_rate"] > candidate.metrics["answer_rate"]
     assert registry.current().version == strong.version
     assert model.answer(REFUND_Q).adapter == strong.version  # still serving the old one
-    report = Path(candidate.info["rejection"]["eval_dir"]) / "summary.json"
+    report = Path(candidate.info.rejection["eval_dir"]) / "summary.json"
     assert json.loads(report.read_text())["qa"]["questions"] > 0  # the rejection keeps its report
 
 

@@ -102,7 +102,7 @@ def test_train_registers_an_adapter_with_audiences_hash_and_report(settings, tmp
     assert any(r["target"] == "I don't know from the documents." for r in raft)
     entry = Registry(tmp_path / "kb" / "adapters").get("v1")
     assert entry.data_hash == report.data_hash and entry.base == settings.training.base
-    assert entry.info["report"]["steps"] == 3 and entry.info["exclude_docs"] == ["faq/*"]
+    assert entry.info.report["steps"] == 3 and entry.info.exclude_docs == ("faq/*",)
     base, _ = load_causal_lm(settings.training.base)
     PeftModel.from_pretrained(base, str(entry.path))  # plain peft loads the registered adapter
 
@@ -150,7 +150,7 @@ def test_fast_speed_trains_with_packing_and_answer_only_logits(settings, tmp_pat
     report = run_training(settings, TrainOptions(max_steps=2, progress=False),
                           kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
     assert report.steps == 2 and report.tokens > 0
-    loop = Registry(tmp_path / "kb" / "adapters").get(report.version).info["training"]
+    loop = Registry(tmp_path / "kb" / "adapters").get(report.version).info.training
     assert loop["packing"] is True and loop["answer_only_logits"] is True
     assert loop["compile"] is torch.cuda.is_available()
 
@@ -182,7 +182,7 @@ def test_gpus_option_trains_in_two_processes_and_registers(settings, tmp_path, m
                           kb=FakeKB(tmp_path / "kb"), log=lambda m: None)
     assert report.version == "v1" and report.steps == 2 and report.tokens > 0
     entry = Registry(tmp_path / "kb" / "adapters").get("v1")
-    assert entry.info["report"]["processes"] == 2 and entry.info["training"]["distributed"] == "fsdp"
+    assert entry.info.report["processes"] == 2 and entry.info.training["distributed"] == "fsdp"
     assert (entry.path / "adapter_model.safetensors").is_file()
 
 
