@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from slm.config import GenerationSettings
 from slm.generation.decoding import StopScanner, gate_abstention, stop_sequences
@@ -337,17 +337,34 @@ def _sse_delta(line: str) -> str | None:
     return (choices[0].get("delta") or {}).get("content") or ""
 
 
-def load_generator(settings: GenerationSettings, adapter: str | Path | None = None) -> Generator:
-    """The configured generator; local models are cached in-process per (model, adapter)."""
-    if settings.backend == "openai":
-        if not settings.base_url:
-            raise ModelLoadError("generation.backend is 'openai' but generation.base_url is not set")
-        return OpenAIGenerator(settings.base_url, settings.model, api_key=settings.api_key)
-    if settings.backend == "llamacpp":
-        from slm.generation.llamacpp import load_llamacpp_generator
-
-        return load_llamacpp_generator(settings, adapter)
-    if settings.backend != "transformers":
-        raise ModelLoadError(f"unknown generation.backend '{settings.backend}'; use transformers, llamacpp or openai")
+def _load_transformers(settings: GenerationSettings, adapter: str | Path | None) -> Generator:
     model, tokenizer = load_causal_lm(settings.model, adapter=adapter, cache=True)
     return TransformersGenerator(model, tokenizer, name=settings.model, adapter=str(adapter) if adapter else None)
+
+
+def _load_llamacpp(settings: GenerationSettings, adapter: str | Path | None) -> Generator:
+    from slm.generation.llamacpp import load_llamacpp_generator  # llama_cpp only where it is asked for
+
+    return load_llamacpp_generator(settings, adapter)
+
+
+def _load_openai(settings: GenerationSettings, adapter: str | Path | None) -> Generator:
+    if not settings.base_url:
+        raise ModelLoadError("generation.backend is 'openai' but generation.base_url is not set")
+    return OpenAIGenerator(settings.base_url, settings.model, api_key=settings.api_key)  # the server holds the weights
+
+
+# generation.backend -> its loader: a new backend is one module and one line here.
+BACKENDS: dict[str, Callable[[GenerationSettings, "str | Path | None"], Generator]] = {
+    "transformers": _load_transformers,
+    "llamacpp": _load_llamacpp,
+    "openai": _load_openai,
+}
+
+
+def load_generator(settings: GenerationSettings, adapter: str | Path | None = None) -> Generator:
+    """The configured generator; local models are cached in-process per (model, adapter)."""
+    loader = BACKENDS.get(settings.backend)
+    if loader is None:
+        raise ModelLoadError(f"unknown generation.backend '{settings.backend}'; use {', '.join(BACKENDS)}")
+    return loader(settings, adapter)

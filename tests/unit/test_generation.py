@@ -193,6 +193,16 @@ def test_every_backend_implements_the_whole_protocol():
     assert declared == set(PROTOCOL)  # the protocol declares exactly these: a new member is added here too
 
 
+def test_backends_are_one_table_and_an_unknown_one_names_them():
+    from slm.generation.backends import BACKENDS
+
+    assert set(BACKENDS) == {"transformers", "llamacpp", "openai"}
+    with pytest.raises(ModelLoadError, match="unknown generation.backend 'vllm'; use transformers, llamacpp, openai"):
+        load_generator(GenerationSettings(backend="vllm"))
+    with pytest.raises(ModelLoadError, match="base_url is not set"):
+        load_generator(GenerationSettings(backend="openai"))
+
+
 def test_openai_generator_estimates_what_it_cannot_tokenise():
     gen = OpenAIGenerator("http://127.0.0.1:9/v1", "served-model")
     assert isinstance(gen, Generator) and gen.adapter is None
