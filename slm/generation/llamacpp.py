@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from slm.config import GenerationSettings
 from slm.generation.decoding import StopScanner, gate_abstention, stop_sequences
 from slm.errors import GenerationError, ModelLoadError
-from slm.generation.loading import available_cores
+from slm.generation.loading import available_cores, model_state
 from slm.answering.prompting import ABSTAIN_TEXT, render_chat_template
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ def load_llama(path: Path, *, context_tokens: int = 0, threads: int | None = Non
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
-            llm._slm_lock = threading.Lock()
             _LLAMAS[key] = llm
         return _LLAMAS[key]
 
@@ -74,7 +73,7 @@ class LlamaCppGenerator:
             f"{kind}_token": self._token_text(meta.get(f"tokenizer.ggml.{key}_token_id"))
             for kind, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding"))
         }
-        self._lock = getattr(llama, "_slm_lock", None) or threading.Lock()
+        self._lock = model_state(llama).generate_lock  # one generation at a time per loaded model
         self._usage = threading.local()
 
     def _token_text(self, token_id: Any) -> str:

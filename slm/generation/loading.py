@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,29 @@ from slm.models import LOAD_LOCK, resolve_model
 
 _MODEL_CACHE: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+@dataclass
+class ModelState:
+    """What serving keeps per loaded model, beside it rather than as attributes on a library object: the lock
+    that lets one generation at a time run on it (shared by every generator wrapping it) and its prompt-prefix
+    KV caches. It lives as long as the model does."""
+
+    generate_lock: threading.Lock = field(default_factory=threading.Lock)
+    prefix_cache: dict[str, Any] = field(default_factory=dict)
+
+
+_MODEL_STATE: "weakref.WeakKeyDictionary[Any, ModelState]" = weakref.WeakKeyDictionary()
+_STATE_LOCK = threading.Lock()
+
+
+def model_state(model: Any) -> ModelState:
+    """The one ModelState of `model` (a torch module, a llama_cpp.Llama): created on first use."""
+    with _STATE_LOCK:
+        state = _MODEL_STATE.get(model)
+        if state is None:
+            state = _MODEL_STATE[model] = ModelState()
+        return state
 
 
 def _default_device() -> str:

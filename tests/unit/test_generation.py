@@ -264,7 +264,9 @@ def test_prefix_cache_reuses_the_fixed_prompt_start_without_changing_the_output(
     gen.use_prefix_cache = True
     try:
         cached = [_seeded(gen.generate, messages, tiny_settings) for _ in range(2)]
-        store = gen.model.__dict__.get("_slm_prefix_cache", {})
+        from slm.generation.loading import model_state
+
+        store = model_state(gen.model).prefix_cache
         assert any("cafeteria" in key for key in store) and cached == [plain, plain]
         size = len(store)
         other = build_messages("Another question?", [chunk], demo=True)
@@ -272,6 +274,24 @@ def test_prefix_cache_reuses_the_fixed_prompt_start_without_changing_the_output(
         assert len(store) == size  # same system prompt + worked example: same prefix entry
     finally:
         gen.use_prefix_cache = TransformersGenerator.use_prefix_cache
+
+
+def test_generators_of_one_model_share_its_lock_and_the_state_goes_with_the_model(tiny_settings):
+    import gc
+
+    import torch
+
+    from slm.generation.loading import _MODEL_STATE, model_state
+
+    first, second = load_generator(tiny_settings), load_generator(tiny_settings)  # the cached model, twice
+    assert first.model is second.model and first._lock is second._lock
+    assert not any(k.startswith("_slm") for k in vars(first.model))  # nothing pinned onto the library object
+    other = torch.nn.Linear(2, 2)
+    assert model_state(other).generate_lock is not first._lock and model_state(other) is model_state(other)
+    before = len(_MODEL_STATE)
+    del other
+    gc.collect()
+    assert len(_MODEL_STATE) == before - 1
 
 
 def test_a_blank_line_ends_the_answer_only_after_a_finished_sentence():
