@@ -141,6 +141,7 @@ class Answer:
     model: str = ""
     adapter: str | None = None
     timings: Timings = field(default_factory=Timings)
+    language: str = "en"  # what it is written in (generation.answer_language): the chat's notes around it follow
 
 
 @dataclass(frozen=True)

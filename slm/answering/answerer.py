@@ -109,9 +109,12 @@ class _Base:
     def weak_evidence(self, passages: Sequence[Hit]) -> bool:
         return not passages or evidence_score(passages) < self.min_evidence
 
+    def answer_language_for(self, question: str) -> str:
+        return answer_language(self.answer_language, question)
+
     def abstain_text(self, question: str) -> str:
         """"I don't know from the documents." in the answer's language."""
-        return message("abstain", answer_language(self.answer_language, question))
+        return message("abstain", self.answer_language_for(question))
 
     def abstain(self, question: str, passages: tuple[Hit, ...], timings: Timings) -> Answer:
         return Answer(
@@ -123,6 +126,7 @@ class _Base:
             model=self.model_name,
             adapter=self.adapter,
             timings=timings,
+            language=self.answer_language_for(question),
         )
 
     def answer(
@@ -182,9 +186,6 @@ class Answerer(_Base):
 
             raise AccessDenied("the model was tuned on documents this caller may not see, and no base model is configured")
         return self._base_factory()
-
-    def answer_language_for(self, question: str) -> str:
-        return answer_language(self.answer_language, question)
 
     def use_demo(self, generator: Generator) -> bool:
         """Whether the prompt starts with the worked example (see AnsweringSettings.demo)."""
@@ -327,6 +328,7 @@ class Answerer(_Base):
             model=model,
             adapter=adapter,
             timings=timings,
+            language=self.answer_language_for(question),
         )
 
     def stream_closed_book(self, question: str) -> Iterator[str | Answer]:
@@ -405,6 +407,7 @@ class ExtractiveAnswerer(_Base):
             passages=passages,
             model=self.model_name,
             timings=Timings(retrieval_s=retrieval_s, first_token_s=total, total_s=total),
+            language=self.answer_language_for(question),
         )
 
     def answer_closed_book(self, question: str) -> Answer:

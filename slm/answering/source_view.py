@@ -149,9 +149,11 @@ mark.cited{background:#ffd43b;outline:2px solid #f08c00}
 SOURCE_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'"
 
 
-def render_source_page(view: SourceView, span: tuple[int, int] | None = None) -> str:
+def render_source_page(view: SourceView, span: tuple[int, int] | None = None, language: str = "en") -> str:
     """A complete HTML page: the document as escaped text, the chunk marked and the cited span marked
-    inside it with id `cited` (open the page at `#cited` to scroll there)."""
+    inside it with id `cited` (open the page at `#cited` to scroll there); its own words in `language`."""
+    from slm.text.messages import message
+
     chunk = view.chunk
     start, end = _clamp_span(view, span)
     marks = [(chunk.start, chunk.end, "chunk", "chunk")]
@@ -160,13 +162,14 @@ def render_source_page(view: SourceView, span: tuple[int, int] | None = None) ->
     else:
         marks = [(chunk.start, chunk.end, "chunk cited", "cited")]
     title = html.escape(chunk.title or chunk.doc_id)
-    details = [f"Source: {html.escape(chunk.location)}"]
+    details = [html.escape(message("page_source", language, location=chunk.location))]
     if chunk.section:
-        details.append("Section: " + html.escape(" › ".join(chunk.section)))
-    details.append(f"Characters {start}–{end}")
+        details.append(html.escape(message("page_section", language, section=" › ".join(chunk.section))))
+    details.append(html.escape(message("page_characters", language, start=start, end=end)))
+    jump = html.escape(message("page_jump", language))
     return (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<!doctype html><html lang=\"{html.escape(language, quote=True)}\"><head><meta charset=\"utf-8\">"
         f"<title>{title}</title><style>{_PAGE_CSS}</style></head><body>"
-        f"<header><h1>{title}</h1><p>{' · '.join(details)} · <a href=\"#cited\">jump to the cited text</a></p></header>"
+        f"<header><h1>{title}</h1><p>{' · '.join(details)} · <a href=\"#cited\">{jump}</a></p></header>"
         f"<main><pre class=\"doc\">{_render_text(view, marks)}</pre></main></body></html>"
     )

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from fastapi import Request
 
-from slm.api.errors import ApiError, localised, send_error
+from slm.api.errors import ApiError, send_error
 from slm.api.limits import GenerationQueue
 from slm.api.metrics import Metrics
 from slm.api.runtime import ModelHost
@@ -74,8 +74,7 @@ class KeyBeforeBody:
             try:
                 await asyncio.to_thread(authenticate, self.keys, headers)
             except ApiError as exc:
-                message = localised(headers.get("accept-language"), exc.message, exc.code)
-                return await send_error(send, exc.status, message, code=exc.code, headers=exc.headers)
+                return await send_error(send, exc.status, exc.message, code=exc.code, headers=exc.headers, scope=scope)
         await self.app(scope, receive, send)
 
 

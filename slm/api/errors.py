@@ -46,17 +46,24 @@ def error_response(status: int, message: str, *, code: str | None = None, param:
 
 
 async def send_error(send, status: int, message: str, *, code: str | None = None,
-                     headers: dict[str, str] | None = None) -> None:
-    """An error response written straight to ASGI `send` (for middleware, before any route runs); it closes
-    the connection, since the rest of the request is not read."""
+                     headers: dict[str, str] | None = None, scope: dict | None = None) -> None:
+    """An error response written straight to ASGI `send` (for middleware, before any route runs), in the
+    language of the request `scope` when given; it closes the connection, since the rest of the request is not read."""
     import json
 
+    if scope is not None:
+        from starlette.datastructures import Headers
+
+        message = localised(Headers(scope=scope).get("accept-language"), message, code)
     body = json.dumps(error_body(status, message, code)).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
            (b"connection", b"close")]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def from_slm_error(exc: SlmError) -> ApiError:
@@ -107,7 +114,9 @@ def install_error_handlers(app) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        code = _HTTP_CODES.get(exc.status_code)  # an unknown route or method: localised like our own errors
+        return error_response(exc.status_code, _localised(request, str(exc.detail), code), code=code,
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(SlmError)
     async def _slm(request: Request, exc: SlmError):

@@ -33,7 +33,7 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            return await self._reject(send, declared)
+            return await self._reject(scope, send, declared)
         chunks, size = [], 0
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -42,13 +42,13 @@ class BodySizeLimit:
             except asyncio.TimeoutError:
                 return await send_error(
                     send, 408, f"the request body did not arrive within {self.timeout_s:g} s (serve.body_timeout_s)",
-                    code="body_timeout")
+                    code="body_timeout", scope=scope)
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
             size += len(body)
             if size > self.max_bytes:
-                return await self._reject(send, size)
+                return await self._reject(scope, send, size)
             chunks.append(body)
             if not message.get("more_body", False):
                 break
@@ -63,9 +63,9 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send, size: int) -> None:
+    async def _reject(self, scope, send, size: int) -> None:
         await send_error(send, 413, f"request body too large: {size} bytes, the limit is {self.max_bytes} "
-                         "(serve.max_body_bytes)", code="body_too_large")
+                         "(serve.max_body_bytes)", code="body_too_large", scope=scope)
 
 
 def _content_length(scope) -> int | None:

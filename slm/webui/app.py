@@ -23,7 +23,9 @@ from slm.answering.source_view import SOURCE_PAGE_CSP, ChunkLibrary, KBChunkLibr
 from slm.webui import render
 from slm.webui.auth import LOCAL_USER, Viewer, check_bind, header_user, is_loopback, login_mode, viewer_for
 from slm.webui.chat import ChatController, FeedbackSink, Owner, StreamingAnswerer
-from slm.webui.i18n import gradio_i18n
+from slm.text.language import LANGUAGES
+from slm.text.messages import message
+from slm.webui.i18n import gradio_i18n, request_language
 from slm.webui.sessions import BrowserCookie, SessionBinding, browser_of
 
 log = logging.getLogger(__name__)
@@ -131,12 +133,13 @@ def build_app(
     def ask(question: str, k: float, rerank: bool, request: gr.Request):
         found = seat(request)
         if found is None:
-            yield gr.skip(), gr.skip(), gr.skip(), "Log in first."
+            yield gr.skip(), gr.skip(), gr.skip(), message("log_in_first", request_language(request))
             return
         viewer, owner, session = found
         first = True
         views = controller.ask(
-            owner, session, question, audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None
+            owner, session, question, audiences=viewer.audiences, k=int(k), rerank=bool(rerank) if can_rerank else None,
+            language=request_language(request),
         )
         for view in views:
             if view.answered is not None:
@@ -149,22 +152,24 @@ def build_app(
     def rate(rating: str):
         def handler(comment: str, request: gr.Request):
             found = seat(request)
+            language = request_language(request)
             if found is None:
-                return "Log in first.", comment
+                return message("log_in_first", language), comment
             _, owner, session = found
-            return controller.rate(owner, session, None, rating, comment=comment or ""), ""
+            return controller.rate(owner, session, None, rating, comment=comment or "", language=language), ""
 
         return handler
 
     def on_like(data: gr.LikeData, request: gr.Request):
         found = seat(request)
+        language = request_language(request)
         if found is None:
-            return "Log in first."
+            return message("log_in_first", language)
         if data.liked not in (True, False):
             return gr.skip()
         _, owner, session = found
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        return controller.rate(owner, session, int(index) // 2, "up" if data.liked else "down")
+        return controller.rate(owner, session, int(index) // 2, "up" if data.liked else "down", language=language)
 
     def on_select(data: gr.SelectData, request: gr.Request):
         found = seat(request)
@@ -180,21 +185,31 @@ def build_app(
         if found is not None:
             _, owner, session = found
             controller.clear(owner, session)
-        return [], render.sources_html(None), ""
+        return [], render.sources_html(None, request_language(request)), ""
 
     def who(request: gr.Request) -> str:
         viewer = viewer_or_none(request)
         if viewer is None:
             return ""
-        seen = "all documents" if viewer.audiences is None else "audiences: " + (", ".join(sorted(viewer.audiences)) or "none")
-        return f"Signed in as **{render.escape_markdown(viewer.user)}** ({render.escape_markdown(seen)})"
+        language = request_language(request)
+        if viewer.audiences is None:
+            seen = message("sees_all", language)
+        else:
+            seen = message("sees_audiences", language, audiences=", ".join(sorted(viewer.audiences)) or message("sees_none", language))
+        return message("signed_in", language, user=render.escape_markdown(viewer.user), seen=render.escape_markdown(seen))
+
+    def on_load(request: gr.Request) -> tuple[str, str, str]:
+        """What the server renders when the page opens, in the browser's language (Accept-Language)."""
+        language = request_language(request)
+        answered_by = message("answered_by", language, model=html.escape(controller.model_label(language)))
+        return who(request), answered_by, render.sources_html(None, language)
 
     i18n = gradio_i18n()  # static strings follow the browser's locale: en, zh-CN, id (slm/webui/i18n.py)
-    with gr.Blocks(title="Ask the documents") as blocks:
+    with gr.Blocks(title=i18n("title")) as blocks:
         with gr.Row():
             gr.Markdown(i18n("title_md"))
-            gr.Markdown(
-                f"Answered by: `{html.escape(controller.model_label)}`", elem_id="model-version"
+            model_version = gr.Markdown(
+                message("answered_by", model=html.escape(controller.model_label())), elem_id="model-version"
             )
         signed_in = gr.Markdown("", elem_id="signed-in")
         with gr.Row():
@@ -248,7 +263,7 @@ def build_app(
         chatbot.select(on_select, None, [sources])  # click an earlier answer: its sources
         clear.click(new_conversation, None, [chatbot, sources, status])
         chatbot.clear(new_conversation, None, [chatbot, sources, status])
-        blocks.load(who, None, signed_in)
+        blocks.load(on_load, None, [signed_in, model_version, sources], api_name="who")  # the name it always had
     return blocks
 
 
@@ -318,32 +333,36 @@ def create_server(
             return _cookie_user(request, mounted["gradio"])
         return None
 
-    def page(status: int, title: str, message: str) -> HTMLResponse:
+    def page(status: int, key: str, language: str) -> HTMLResponse:
+        """An error page: the `<key>_title` and `<key>_text` messages in the browser's language."""
+        title, text = message(f"{key}_title", language), message(f"{key}_text", language)
         body = (
-            f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p><p><a href=\"/\">Back to the chat</a></p>"
-            "</body></html>"
+            f"<!doctype html><html lang=\"{language}\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+            f"<p><a href=\"/\">{html.escape(message('back_to_chat', language))}</a></p></body></html>"
         )
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
     @app.get("/source/{chunk_id:path}")
     def source(chunk_id: str, request: Request, start: int | None = None, end: int | None = None) -> HTMLResponse:
+        language = request_language(request)
         try:
             viewer = viewer_for(request_user(request), ui, access)
         except AccessDenied:
-            return page(401, "Log in first", "Open the chat and log in, then follow the source link again.")
+            return page(401, "source_login", language)
         try:
             view = load_source(parts.library, chunk_id, viewer.audiences)
         except (SourceNotFound, AccessDenied):
             # The same answer for "missing" and "not yours": ids of hidden documents are not confirmed.
-            return page(404, "No such source", "This source does not exist or you may not open it.")
+            return page(404, "source_missing", language)
         span = (start, end) if start is not None and end is not None else None
-        return HTMLResponse(render_source_page(view, span), headers=SECURITY_HEADERS)
+        return HTMLResponse(render_source_page(view, span, language), headers=SECURITY_HEADERS)
 
     auth_kwargs: dict[str, Any] = {}
     if mode == "password":
         auth_kwargs["auth"] = list(ui.auth.items())
-        auth_kwargs["auth_message"] = "Log in to ask the company documents."
+        # The login page is static HTML (no locale to pick by): the message in every language.
+        auth_kwargs["auth_message"] = " · ".join(html.escape(message("log_in_to_ask", code)) for code in LANGUAGES)
     elif mode == "header":
         header = ui.trusted_header
         auth_kwargs["auth_dependency"] = lambda request: header_user(request.headers, header)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.errors import SlmError
 from slm.answering.prompting import Turn
+from slm.text.messages import answer_language, message
 from slm.types import Answer
 from slm.webui import render
 from slm.webui.conversations import ConversationStore, Entry, Owner
@@ -29,6 +30,7 @@ def _echo(question: str) -> str:
 class StreamingAnswerer(Protocol):
     model_name: str
     adapter: str | None
+    answer_language: str  # generation.answer_language: auto (the question's), en, zh or id
 
     def stream(
         self,
@@ -100,9 +102,12 @@ class ChatController:
         self.refresh = refresh  # e.g. KnowledgeBase.reload_if_changed: pick up a re-ingest without a restart
         self.conversations = conversations if conversations is not None else ConversationStore()
 
-    @property
-    def model_label(self) -> str:
-        return render.model_label(self.answerer.model_name, self.answerer.adapter)
+    def model_label(self, language: str = "en") -> str:
+        return render.model_label(self.answerer.model_name, self.answerer.adapter, language)
+
+    def language_of(self, question: str) -> str:
+        """The language the answer to `question` will be in (the answerer's generation.answer_language rule)."""
+        return answer_language(self.answerer.answer_language, question)
 
     def ask(
         self,
@@ -113,17 +118,21 @@ class ChatController:
         audiences: frozenset[str] | None,
         k: int | None = None,
         rerank: bool | None = None,
+        language: str = "en",
     ) -> Iterator[ChatView]:
         """Stream one answer in the owner's conversation: a view after every text delta, then the final
-        view with sources (the entry is stored only then)."""
+        view with sources (the entry is stored only then). Status lines are in the answer's language;
+        `language` (the browser's) is for what comes before there is a question."""
         entries = self.conversations.entries(owner, session)
         question = (question or "").strip()
         if not question:
-            yield ChatView(messages_of(entries), self.sources_for(entries), entries, "Type a question first.")
+            yield ChatView(messages_of(entries), self.sources_for(entries, language), entries, message("type_question", language))
             return
+        language = self.language_of(question)
         partial = ""
         shown = _echo(question)
-        yield ChatView(messages_of(entries, (shown, partial)), render.sources_html(None), entries, "Searching…")
+        yield ChatView(messages_of(entries, (shown, partial)), render.sources_html(None, language), entries,
+                       message("searching", language))
         final: Answer | None = None
         entry = Entry(question=question)
         try:
@@ -136,21 +145,21 @@ class ChatController:
                     final = item
                     continue
                 partial += item
-                yield ChatView(messages_of(entries, (shown, partial)), None, entries, "Answering…")
+                yield ChatView(messages_of(entries, (shown, partial)), None, entries, message("answering", language))
         except SlmError as exc:  # e.g. the question or prompt budget, or a model server down: say why
             entry.error = str(exc)
         except Exception:  # a bug must not kill the session; the log keeps the trace
             log.exception("answering failed")
-            entry.error = "something went wrong while answering; the server log has the details"
+            entry.error = message("answer_failed", language)
         if entry.error is None:
             if final is None:
-                entry.error = "the answerer ended without an answer"
+                entry.error = message("no_answer", language)
             else:
                 entry.answer = final
         if entry.error is not None:
             entry.question = _echo(entry.question)
         entries = self.conversations.append(owner, session, entry)
-        yield ChatView(messages_of(entries), self.sources_for(entries), entries, "", answered=entry.answer)
+        yield ChatView(messages_of(entries), self.sources_for(entries, language), entries, "", answered=entry.answer)
 
     def transcript(self, owner: Owner, session: str) -> list[dict[str, Any]]:
         """The owner's conversation in `session` as chat messages."""
@@ -165,26 +174,27 @@ class ChatController:
         return None
 
     @staticmethod
-    def sources_for(entries: Sequence[Entry]) -> str:
+    def sources_for(entries: Sequence[Entry], language: str = "en") -> str:
+        """The latest answer's sources (in its language), or the empty panel in `language`."""
         latest = next((e.answer for e in reversed(entries) if e.answer is not None), None)
-        return render.sources_html(latest)
+        return render.sources_html(latest, None if latest is not None else language)
 
-    def rate(self, owner: Owner, session: str, index: int | None, rating: str, *, comment: str = "") -> str:
+    def rate(self, owner: Owner, session: str, index: int | None, rating: str, *, comment: str = "",
+             language: str = "en") -> str:
         """Store the owner's rating of their entry `index` (None: the latest answer), recorded under the
-        owner's user name; returns the status line to show."""
+        owner's user name; returns the status line to show, in `language` (the browser's)."""
         entries = self.conversations.entries(owner, session)
         answered = [i for i, e in enumerate(entries) if e.answer is not None]
         if not answered:
-            return "Ask a question first, then rate its answer."
+            return message("rate_ask_first", language)
         if index is None:
             index = answered[-1]
         if not 0 <= index < len(entries) or entries[index].answer is None:
-            return "That message has no answer to rate."
+            return message("rate_no_answer", language)
         entry = entries[index]
         row = self.feedback.record(entry.answer, rating, user=owner.user, comment=comment)
         entry.feedback.append(row)
-        word = "helpful" if rating == "up" else "not helpful"
-        return f"Thanks: feedback #{row} saved (marked {word})."
+        return message("rated_helpful" if rating == "up" else "rated_not_helpful", language, row=row)
 
     def clear(self, owner: Owner, session: str) -> None:
         """Forget the owner's conversation in `session` (a new conversation)."""

@@ -32,6 +32,7 @@ ANSWER = "顾客可以在收到商品后三十天内申请退货 [1]。"
 class ChineseAnswerer:
     model_name = "scripted-zh"
     adapter = None
+    answer_language = "auto"
 
     def stream(self, question, *, history=(), audiences=None, k=None, rerank=None):
         hits = (Hit(chunk=CHUNK, score=1.0, dense=0.9),)
@@ -39,7 +40,7 @@ class ChineseAnswerer:
             yield piece
         clean, citations = parse_citations(ANSWER, hits)
         yield Answer(question=question, text=clean, citations=citations, passages=hits, model=self.model_name,
-                     timings=Timings(total_s=0.1))
+                     timings=Timings(total_s=0.1), language="zh")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,11 @@ def test_chinese_locale_answer_and_feedback_buttons_render(base_url, tmp_path):
             page.locator("#ask").click()
             expect(page.locator("#chat .message.bot").last).to_contain_text("三十天内申请退货", timeout=30_000)
             expect(page.locator("#sources")).to_contain_text("退货政策")
+            # what the server renders follows the answer's language and the browser's Accept-Language
+            expect(page.locator("#sources")).to_contain_text("来源")
+            expect(page.locator("#sources")).to_contain_text("打开 zh/returns.md")
+            expect(page.locator("#model-version")).to_contain_text("回答模型")
+            expect(page.locator("#chat .message.bot").last).to_contain_text("基础模型（无适配器）")
             out = Path(os.environ.get("SLM_SCREENSHOTS", tmp_path))
             out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out / "chat-zh.png"), full_page=True)

@@ -59,6 +59,7 @@ class FakeAnswerer:
 
     model_name = "fake-lm"
     adapter = "v7"
+    answer_language = "auto"
 
     def __init__(self, chunks=ALL, text="Employees get 25 days of annual leave [1].", fail: Exception | None = None):
         self.chunks, self.text, self.fail = chunks, text, fail
