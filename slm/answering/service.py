@@ -25,6 +25,7 @@ class ResolvedAdapter:
     path: Path
     label: str  # registry version ("v3") or the folder
     audiences: tuple[str, ...] = ()  # the audiences of the documents it was trained on (registry only)
+    base: str | None = None  # the base model spec it was trained on (registry only)
 
     @property
     def serving_audiences(self) -> tuple[str, ...]:
@@ -58,7 +59,7 @@ def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = Non
         if registry is None:
             raise ModelLoadError(f"adapter '{wanted}' is neither a folder nor a known registry version (no registry in {kb_path})")
         version = registry.get(wanted)  # RegistryError names the known versions
-        return ResolvedAdapter(Path(version.path), version.version, tuple(version.audiences))
+        return ResolvedAdapter(Path(version.path), version.version, tuple(version.audiences), version.base or None)
     if registry is None:
         return None
     try:
@@ -71,7 +72,7 @@ def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = Non
     if current.base and current.base != settings.generation.model:
         log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, current.base, settings.generation.model)
         return None
-    return ResolvedAdapter(Path(current.path), current.version, tuple(current.audiences))
+    return ResolvedAdapter(Path(current.path), current.version, tuple(current.audiences), current.base or None)
 
 
 def _registry(kb_path: Path) -> Any | None:

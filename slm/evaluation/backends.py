@@ -91,18 +91,21 @@ class ModelAnswererFactory:
         resolved = self.resolve(spec.generator or "base")
         path = Path(resolved.path) if resolved else None
         label = resolved.label if resolved else None
+        # A named version runs on the base it was trained on (v1 on SmolLM2 and v2 on Qwen in one run); its
+        # LoRA shapes fit no other base.
+        model = spec.model or (resolved.base if resolved else None)
         answerer = Answerer(
             retriever,
-            self.generator(path, label, spec.model),
+            self.generator(path, label, model),
             self.settings.answering,
             retrieval,
             self.generation,
             min_evidence=threshold,
             adapter_audiences=resolved.serving_audiences if resolved else None,
-            base_generator=lambda: self.generator(None, None, spec.model),
+            base_generator=lambda: self.generator(None, None, model),
         )
         identity = ModelIdentity(
-            model=spec.model or self.settings.generation.model,
+            model=model or self.settings.generation.model,
             adapter=label,
             adapter_path=str(path) if path else None,
             registry=_registry_entry(self.kb_path, label),
