@@ -3,6 +3,7 @@ same chunk texts, one run; then each backend's ingest of the corpus and Python F
 
     python bench/embed_backends.py [--docs corpora/python-docs] [--qa /work/shared/eval/python_faq_qa.jsonl]
         [--backends torch,onnx,onnx-int8] [--sample 256] [--quality onnx,onnx-int8]
+        [--backends torch,onnx-int8,openvino-latency,openvino-throughput] (OpenVINO: bench/openvino_model.py)
 
 Throughput: a fixed sample of chunk texts in batches of embedder.batch_size; each batch is encoded by every
 backend in turn, so load from other jobs on a shared machine falls on all alike. Wall chunks/s and chunks per
@@ -36,6 +37,23 @@ from slm.config import DEFAULT_EMBEDDER, Settings  # noqa: E402
 from slm.kb.embedding import Embedder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def make_embedder(backend: str) -> Embedder:
+    """MiniLM (what `auto` picks for English text) on `backend`: an embedder.backend, or `openvino-latency` /
+    `openvino-throughput` (bench/openvino_model.py, the same exported ONNX file on OpenVINO; `-int8` for the
+    ONNX Runtime int8 file)."""
+    s = Settings().embedder
+    s.model, s.backend = DEFAULT_EMBEDDER, backend
+    if not backend.startswith("openvino"):
+        return Embedder(s)
+    from openvino_model import OpenVinoSentenceModel
+    from slm.models import resolve_model
+
+    hint = "latency" if "latency" in backend else "throughput"
+    model = OpenVinoSentenceModel(Path(resolve_model(DEFAULT_EMBEDDER).location), hint=hint,
+                                  max_seq_length=s.max_seq_length, int8_onnx=backend.endswith("-int8"))
+    return Embedder(s, _model=model, _name=DEFAULT_EMBEDDER)
 
 
 def throughput(embedders: dict[str, Embedder], texts: list[str], batch: int) -> dict[str, dict[str, float]]:
@@ -121,10 +139,8 @@ def main() -> None:
           f"{settings.embedder.max_seq_length}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     embedders, loads = {}, {}
     for backend in args.backends.split(","):
-        s = Settings().embedder
-        s.model, s.backend = DEFAULT_EMBEDDER, backend  # MiniLM (`auto` picks it for English text)
         t = time.perf_counter()
-        embedders[backend] = Embedder(s)
+        embedders[backend] = make_embedder(backend)
         loads[backend] = time.perf_counter() - t
         embedders[backend].encode(sample[:4])  # warm-up
     rows = throughput(embedders, sample, batch)

@@ -50,6 +50,9 @@ class IngestSettings:
     ocr_max_pixels: int = 12_000_000  # per page: 300 dpi A4 (8.7 M) fits; a poster is scaled down
     ocr_min_confidence: float = 60.0  # pages below are reported; clean 300 dpi scans measure 85-95
     pdf_max_pages: int = 2000
+    # Documents a reader thread may load and chunk ahead of the encoder (0: no thread, load between encodes).
+    # Reading overlaps with encoding; the bound caps what waits in memory (bench/ingest_overlap.py, docs/index.md).
+    prefetch: int = 16
 
 
 @dataclass

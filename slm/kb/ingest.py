@@ -17,18 +17,19 @@ import numpy as np
 from slm.kb.connectors.base import Source, SourceItem, check_size, combined_fingerprint
 from slm.kb.connectors.spec import SPEC_KEY, SourceSpec, as_spec, limits_for, open_source, stored_spec
 from slm.kb.corpus_files import display_path
+from slm.kb.embed_stream import EmbedStream
 from slm.kb.embedder_choice import AUTO, choose_embedder
 from slm.errors import DocumentError, KnowledgeBaseError
 from slm.kb.index.generation import collect_garbage, existing_generations
 from slm.kb.index.manifest import Manifest
 from slm.kb.local import GENERATION_KEY, ROOT_KEY, KnowledgeBase
+from slm.kb.prefetch import DONE, NOT_READY, Prefetcher
 from slm.kb.store import StoredChunk
 from slm.types import Chunk, Document
 
 STATE_KEY = "source_state"  # KB meta: what the source needs back next run (crawl validators, a commit)
 VERSION_KEY = "source_version"  # KB meta: the source's version at the last ingest (a Git commit)
 SOURCES_DIR = "sources"  # inside the KB: what sources keep between runs (a Git mirror)
-EMBED_CHECKPOINT_BATCHES = 8  # cache vectors in SQLite every this many batches (a killed run keeps them)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class IngestReport:
     failed: tuple[FailedFile, ...]
     chunks_written: int
     seconds: float
-    embedded: int = 0  # chunks whose vectors had to be computed (the rest came from the cache)
+    embedded: int = 0  # vectors computed (the rest came from the cache; both embedders' under a mid-run switch)
     generation: int | None = None
     run_id: str = ""
     root: str = ""
@@ -182,43 +183,85 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     failed: list[FailedFile] = [failed_file(f.id, f.reason) for f in discovery.failed]
     seen_ids: set[str] = {f.id for f in discovery.failed}
 
+    # Load and embed overlap: a thread reads, parses and chunks documents (at most ingest.prefetch ahead) while
+    # this one encodes the chunks that arrive, so the encoder does not wait for the whole source to be read.
     stage("load")
     t = time.perf_counter()
-    bar = _bar(progress, total=len(items), desc="documents", unit="doc")
-    for item in items:
+    before = kb.embedder_name
+    store_languages = set(kb.store.languages())
+    seen_languages: set[str] = set()
+    model = _embedder_for(kb, store_languages)  # what the chunks seen so far call for; settled after the load
+    if model != before:
+        kb.switch_embedder(model)
+    bar = _bar(progress, total=len(items), desc="documents", unit="doc", position=0)
+    ebar = _bar(progress, total=0, desc="embedding", unit="chunk", position=1)
+    entered: list[str] = []
+
+    def enter_embed() -> None:  # the "embed" stage starts with the first encode (or after the load, if none)
+        if not entered:
+            entered.append("embed")
+            stage("embed")
+
+    stream = EmbedStream(kb.store, kb.embedder, kb.settings.embedder.batch_size, use_cache=not rebuild,
+                         on_batch=ebar.update, on_first=enter_embed)
+
+    def load(item: SourceItem) -> "_Pending | FailedFile | str":
         rel = item.id
-        seen_ids.add(rel)
         try:
             fingerprint = stored_fingerprint(item, signature)
             if known.get(rel) == fingerprint:
-                unchanged.append(rel)
-            else:
-                fetched = src.fetch(item)
-                too_large = check_size(rel, len(fetched.data), limits)
-                if too_large:
-                    raise DocumentError(too_large.reason)
-                doc = document_from_bytes(
-                    rel,
-                    fetched.data,
-                    item.suffix,
-                    source=item.location or rel,
-                    sidecar=fetched.metadata,
-                    sidecar_raw=fetched.metadata_raw,
-                    access=settings.access,
-                    limits=expansion,
-                )
-                chunks = chunk_document(
-                    doc,
-                    chunk_chars=settings.ingest.chunk_chars,
-                    overlap=settings.ingest.chunk_overlap,
-                    min_chars=settings.ingest.min_chunk_chars,
-                )
-                pending.append(_Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks))
+                return rel
+            fetched = src.fetch(item)
+            too_large = check_size(rel, len(fetched.data), limits)
+            if too_large:
+                raise DocumentError(too_large.reason)
+            doc = document_from_bytes(
+                rel,
+                fetched.data,
+                item.suffix,
+                source=item.location or rel,
+                sidecar=fetched.metadata,
+                sidecar_raw=fetched.metadata_raw,
+                access=settings.access,
+                limits=expansion,
+            )
+            chunks = chunk_document(
+                doc,
+                chunk_chars=settings.ingest.chunk_chars,
+                overlap=settings.ingest.chunk_overlap,
+                min_chars=settings.ingest.min_chunk_chars,
+            )
+            return _Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks)
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the whole run
-            failed.append(failed_file(rel, _failure_reason(exc)))
-        bar.update(1)
+            return failed_file(rel, _failure_reason(exc))
+        finally:
+            bar.update(1)
+
+    with Prefetcher(items, load, settings.ingest.prefetch) as loaded:
+        while (outcome := loaded.poll(wait=stream.waiting < stream.batch_size)) is not DONE:
+            if outcome is NOT_READY:  # the reader is behind: encode what waits instead of waiting for it
+                stream.step(idle=True)
+                continue
+            if isinstance(outcome, _Pending):
+                pending.append(outcome)
+                seen_languages |= {c.language for c in outcome.chunks}
+                wanted = _embedder_for(kb, store_languages | seen_languages)
+                if wanted != model:  # a first Chinese page under `auto`: start again with the embedder it needs
+                    model = wanted
+                    kb.switch_embedder(model)
+                    stream.restart()
+                    stream.add(*_keyed(model, [c for p in pending for c in p.chunks]))
+                else:
+                    stream.add(*_keyed(model, outcome.chunks))
+                ebar.total = stream.waiting + stream.embedded
+            elif isinstance(outcome, FailedFile):
+                failed.append(outcome)
+            else:
+                unchanged.append(outcome)
+            stream.step()
     bar.close()
-    timings["load"] = time.perf_counter() - t
+    timings["load"] = loaded.busy_s  # in the reader thread, overlapping the embedding
+    seen_ids |= {item.id for item in items}
     seen = len(items) + len(discovery.failed)
 
     failed_ids = {f.path for f in failed}
@@ -226,20 +269,24 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     removed_failed = sorted(failed_ids & known_ids)  # a file that no longer loads leaves the index
     gone = set(deleted) | set(removed_failed) | {p.doc.id for p in pending}
 
-    # Embed what the cache does not hold yet.
-    stage("embed")
-    t = time.perf_counter()
+    # The rest of the new chunks, with the embedder that the chunks which stay plus the new ones call for.
     new_chunks = [c for p in pending for c in p.chunks]
-    before = kb.embedder_name
-    model = _embedder_for(kb, new_chunks, gone)
-    switched = model != before or (rebuild and kb.settings.embedder.model == AUTO)
-    if model != before:
-        if kb.current_generation() is not None:
-            _say(progress, f"the KB's languages call for embedder {model} (was {before}): re-embedding its chunks")
+    kept_languages = {lang for doc_id, lang in kb.store.document_languages() if doc_id not in gone}
+    final = _embedder_for(kb, kept_languages | {c.language for c in new_chunks})
+    if final != model:  # the documents that called for `model` were removed after all
+        model = final
         kb.switch_embedder(model)
-    new_keys = [embed_key(model, index_text(c)) for c in new_chunks]
-    embedded = _embed_missing(kb, new_chunks, new_keys, progress, use_cache=not rebuild)
-    timings["embed"] = time.perf_counter() - t
+        stream.restart()
+        stream.add(*_keyed(model, new_chunks))
+    embedded = stream.finish()
+    enter_embed()
+    ebar.close()
+    timings["embed"] = stream.seconds
+    timings["load+embed"] = time.perf_counter() - t  # wall: less than load + embed by the overlap
+    switched = model != before or (rebuild and kb.settings.embedder.model == AUTO)
+    if model != before and kb.current_generation() is not None:
+        _say(progress, f"the KB's languages call for embedder {model} (was {before}): re-embedding its chunks")
+    new_keys = _keyed(model, new_chunks)[0]
 
     current = kb.current_generation()
     if current is not None and not gone and not rebuild:
@@ -308,13 +355,18 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                    discovery.version)
 
 
-def _embedder_for(kb: KnowledgeBase, new_chunks: list[Chunk], gone: set[str]) -> str:
-    """The embedder this run's index is built with: the configured one, or under `auto` the one the
-    languages of the chunks that stay plus the new ones call for (slm.kb.embedder_choice)."""
+def _embedder_for(kb: KnowledgeBase, languages: set[str]) -> str:
+    """The embedder this run's index is built with: the configured one, or under `auto` the one the chunks'
+    `languages` call for (slm.kb.embedder_choice)."""
     if kb.settings.embedder.model != AUTO or kb.has_fixed_embedder:
         return kb.embedder_name
-    languages = {lang for doc_id, lang in kb.store.document_languages() if doc_id not in gone}
-    return choose_embedder(AUTO, languages | {c.language for c in new_chunks})
+    return choose_embedder(AUTO, languages)
+
+
+def _keyed(model: str, chunks: list[Chunk]) -> tuple[list[str], list[str]]:
+    """(embed keys, index texts) of `chunks` under `model`."""
+    texts = [index_text(c) for c in chunks]
+    return [embed_key(model, text) for text in texts], texts
 
 
 def _next_generation(kb: KnowledgeBase, number: int, previous, gone: set[str], rows: list[tuple[Chunk, str]],
@@ -366,27 +418,15 @@ def _publish_if_shared(kb: KnowledgeBase, stage: Callable[[str], None], timings:
 
 
 def _embed_missing(kb: KnowledgeBase, chunks: list[Chunk], keys: list[str], progress: bool, *, use_cache: bool) -> int:
-    cached = set(kb.store.cached_embeddings(keys)) if use_cache else set()
-    todo: dict[str, str] = {}
-    for chunk, key in zip(chunks, keys):
-        if key not in cached and key not in todo:
-            todo[key] = index_text(chunk)
-    if not todo:
-        return 0
-    embedder = kb.embedder()
-    todo_keys = list(todo)
-    texts = [todo[k] for k in todo_keys]
-    batch = embedder.settings.batch_size
-    step = batch * EMBED_CHECKPOINT_BATCHES
-    bar = _bar(progress, total=len(texts), desc="embedding", unit="chunk")
-    # Longest first: equal-length batches pad least (sentence-transformers sorts within a call only).
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    for start in range(0, len(order), step):
-        idx = order[start : start + step]
-        vectors = embedder.encode([texts[i] for i in idx], batch_size=batch, on_batch=bar.update)
-        kb.store.put_embeddings((todo_keys[i], v) for i, v in zip(idx, vectors))
-    bar.close()
-    return len(texts)
+    """Encode and cache the vectors of `chunks` (under `keys`) the store does not hold; how many were encoded."""
+    bar = _bar(progress, total=len(chunks), desc="embedding", unit="chunk")
+    stream = EmbedStream(kb.store, kb.embedder, kb.settings.embedder.batch_size, use_cache=use_cache,
+                         on_batch=bar.update)
+    stream.add(keys, [index_text(c) for c in chunks])
+    try:
+        return stream.finish()
+    finally:
+        bar.close()
 
 
 def _vectors_for(kb: KnowledgeBase, keys: list[str], dimension: int) -> np.ndarray:
