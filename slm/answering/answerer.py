@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from slm.access.labels import may_use_adapter
-from slm.answering.abstention import evidence_score, is_abstention
+from slm.answering.abstention import evidence_score, evidence_threshold, is_abstention
 from slm.answering.citations import (
     MarkerFilter, MarkerVerifier, attribute, best_snippet, nearest_sources, parse_citations, strip_markers,
 )
@@ -92,8 +92,9 @@ class _Base:
         self.retriever = retriever
         self.answering = answering
         self.retrieval = retrieval
-        # A calibrated threshold (slm calibrate) wins over the settings default.
-        self.min_evidence = answering.min_evidence if min_evidence is None else min_evidence
+        # The service passes the KB's threshold (slm.answering.service.evidence_threshold_for); built without
+        # one, the settings' value or the packaged embedder's default applies.
+        self.min_evidence = evidence_threshold(answering.min_evidence, calibrated=min_evidence)
 
     def check_question(self, question: str) -> str:
         """The stripped question, or RequestTooLarge (answering.max_question_chars) / SlmError (empty)."""

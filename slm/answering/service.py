@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from slm.config import Settings
 from slm.errors import ModelLoadError, RegistryError
@@ -104,7 +104,7 @@ def kb_embedder(settings: Settings, kb_path: Path) -> str:
 
 
 def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
-    """The threshold `slm calibrate` stored for this KB, if it was made with the same embedder."""
+    """The threshold `slm calibrate` stored for this KB, if it was made with the embedder it searches with."""
     from slm.answering.abstention import load_calibration
 
     calibration = load_calibration(kb_path)
@@ -115,6 +115,23 @@ def calibrated_threshold(settings: Settings, kb_path: Path) -> float | None:
         log.warning("calibration.json was made with %s, not %s: using the settings threshold", calibration.embedder, configured)
         return None
     return calibration.threshold
+
+
+def evidence_threshold_for(settings: Settings, kb_path: Path) -> float:
+    """The weak-evidence threshold the KB at `kb_path` is served with (slm.answering.abstention.evidence_threshold:
+    calibrated, else answering.min_evidence, else its embedder's default)."""
+    from slm.answering.abstention import evidence_threshold
+
+    return evidence_threshold(settings.answering.min_evidence, kb_embedder(settings, kb_path),
+                              calibrated_threshold(settings, kb_path))
+
+
+def follow_threshold(settings: Settings, kb_path: Path, answerers: Iterable[Any]) -> None:
+    """After a switch to a new index generation: the served answerers' threshold anew, since under `auto` the
+    generation may have changed embedders (a first zh/id document brings e5) and the default follows it."""
+    threshold = evidence_threshold_for(settings, kb_path)
+    for answerer in answerers:
+        answerer.min_evidence = threshold
 
 
 def build_answerer(
@@ -132,7 +149,7 @@ def build_answerer(
 
         kb = open_for_serving(settings)
     kb_path = Path(kb.path)
-    threshold = calibrated_threshold(settings, kb_path)
+    threshold = evidence_threshold_for(settings, kb_path)
     retriever = kb.retriever()
     if generator is None and settings.generation.backend == EXTRACTIVE_BACKEND:
         return ExtractiveAnswerer(retriever, settings.answering, settings.retrieval, min_evidence=threshold)
@@ -180,7 +197,7 @@ class LiveAnswerer:
         self._serving = self._wanted()
         self._current = self._build(self._serving or "base")
         self._follower = Follower(
-            reload_index=lambda: self.kb.reload_if_changed(), wanted=self._wanted, serving=lambda: self._serving,
+            reload_index=self._reload_index, wanted=self._wanted, serving=lambda: self._serving,
             switch=self._switch, check_every=check_every, background=background,
             describe=lambda version: version or "the base model", thread_name="slm-live-switch")
 
@@ -201,6 +218,12 @@ class LiveAnswerer:
     @background.setter
     def background(self, value: bool) -> None:
         self._follower.background = value
+
+    def _reload_index(self) -> bool:
+        changed = bool(self.kb.reload_if_changed())
+        if changed:
+            follow_threshold(self.settings, Path(self.kb.path), [self._current])
+        return changed
 
     def _wanted(self) -> str | None:
         """The registry version the service should serve now (None: the base model)."""

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from slm.access.labels import may_use_adapter
 from slm.answering.follow import Follower
@@ -82,6 +82,12 @@ class KbLoader:
         """The retrievers read the KB's current index, so switching the KB to it is enough."""
         return bool(self.kb is not None and self.kb.reload_if_changed())
 
+    def index_switched(self, answerers: Iterable[Any]) -> None:
+        """The served answerers get the new generation's threshold (under `auto` its embedder may have changed)."""
+        from slm.answering.service import follow_threshold
+
+        follow_threshold(self.settings, Path(self.kb.path), answerers)
+
 
 class FactoryLoader:
     """Answerers from an injected factory (tests, embedding the API in another program)."""
@@ -98,6 +104,9 @@ class FactoryLoader:
     def reload_if_changed(self) -> bool:
         return False
 
+    def index_switched(self, answerers: Iterable[Any]) -> None:
+        pass  # an injected factory's answerers keep the threshold they were built with
+
 
 class ModelHost:
     """Holds loaded answerers by model id; thread-safe; loading happens in background threads."""
@@ -112,9 +121,17 @@ class ModelHost:
         self._extra_order: list[str] = []
         self._default: ServedModel | None = None
         self._ready = threading.Event()
-        self._follower = Follower(reload_index=loader.reload_if_changed, wanted=self._current_default,
+        self._follower = Follower(reload_index=self._reload_index, wanted=self._current_default,
                                   serving=lambda: self.default_model, switch=self._switch_default,
                                   check_every=CHECK_EVERY_S, describe=lambda m: m.id if m else "no model")
+
+    def _reload_index(self) -> bool:
+        if not self.loader.reload_if_changed():
+            return False
+        with self._lock:
+            served = [answerer for _, answerer in self._answerers.values()]
+        self.loader.index_switched(served)
+        return True
 
     # ---- start-up and readiness
     def start(self) -> None:

@@ -196,7 +196,8 @@ def calibrate(
 ) -> None:
     """Choose the abstention threshold from data: answerable vs unanswerable questions, tuned on one split
     and reported on the other, stored in <kb>/calibration.json for every interface to use."""
-    from slm.answering.abstention import OFF_TOPIC_QUESTIONS, LabelledQuestion, calibrate as run_calibration, questions_from_chunks
+    from slm.answering.abstention import LabelledQuestion, calibrate as run_calibration, evidence_threshold, questions_from_chunks
+    from slm.answering.off_topic import off_topic_languages, off_topic_questions
     from slm.kb.local import KnowledgeBase
 
     settings = settings_from(kb, config)
@@ -218,8 +219,11 @@ def calibrate(
             sources.append(f"{len(made)} questions made from sampled chunks (answerable)")
         user_negatives = any(not q.answerable for q in questions)
         if off_topic if off_topic is not None else not user_negatives:
-            questions += [LabelledQuestion(q, False) for q in OFF_TOPIC_QUESTIONS]
-            sources.append(f"{len(OFF_TOPIC_QUESTIONS)} shipped off-topic questions (unanswerable)")
+            # in the languages of the KB's chunks: a Chinese KB is asked Chinese questions
+            languages = knowledge_base.store.languages()
+            shipped = off_topic_questions(languages)
+            questions += [LabelledQuestion(q, False) for q in shipped]
+            sources.append(f"{len(shipped)} shipped off-topic questions in {'+'.join(off_topic_languages(languages))} (unanswerable)")
         if recall is None and not user_negatives:
             recall = 0.9  # easy negatives cannot place the boundary: keep 90% of answerable ones, no more
         if not any(q.answerable for q in questions) or all(q.answerable for q in questions):
@@ -239,8 +243,9 @@ def calibrate(
         )
         for line in sources:
             typer.echo(f"  from {line}")
+        uncalibrated = evidence_threshold(settings.answering.min_evidence, knowledge_base.embedder_name)
         typer.echo(
-            f"threshold {result.threshold:.3f} by {result.rule} (settings default {settings.answering.min_evidence:.3f})\n"
+            f"threshold {result.threshold:.3f} by {result.rule} (uncalibrated: {uncalibrated:.3f})\n"
             f"  tuned on {result.tuned_count} questions: balanced accuracy {result.calibration_balanced_accuracy:.3f}\n"
             f"  {result.heldout_count} held-out questions: balanced accuracy {result.heldout_balanced_accuracy:.3f}, "
             f"answerable kept {result.heldout_answerable_kept:.1%}, unanswerable stopped {result.heldout_unanswerable_abstained:.1%}"

@@ -47,10 +47,10 @@ class ModelAnswererFactory:
         self._generators: dict[tuple[str, str | None], Any] = {}
         self.notes: list[str] = []
 
-    def threshold(self) -> float | None:
-        from slm.answering.service import calibrated_threshold
+    def threshold(self) -> float:
+        from slm.answering.service import evidence_threshold_for
 
-        return calibrated_threshold(self.settings, self.kb_path)
+        return evidence_threshold_for(self.settings, self.kb_path)
 
     def resolve(self, generator: str) -> Any | None:
         """The service's ResolvedAdapter (path, label, audiences) for base / current / vN; None = base."""

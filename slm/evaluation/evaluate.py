@@ -73,6 +73,8 @@ def kb_identity(kb: Any, settings: Settings, audiences: frozenset[str] | None) -
 
 def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: EvalOptions,
                    limit: int | None, threshold: float | None, embedder: str = "") -> dict[str, Any]:
+    from slm.answering.abstention import evidence_threshold
+
     return {
         "variants": [s.name for s in specs],
         "limit_per_file": limit,
@@ -84,7 +86,7 @@ def _settings_info(settings: Settings, specs: Sequence[VariantSpec], options: Ev
         "retrieval": dataclasses.asdict(settings.retrieval),
         "fusion": _fusion_info(settings, embedder or settings.embedder.model),
         "answering": dataclasses.asdict(settings.answering),
-        "min_evidence_used": threshold if threshold is not None else settings.answering.min_evidence,
+        "min_evidence_used": threshold if threshold is not None else evidence_threshold(settings.answering.min_evidence, embedder),
         "generation": {
             "model": settings.generation.model,
             "backend": settings.generation.backend,

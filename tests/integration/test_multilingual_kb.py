@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slm.cli.main import app
-from slm.config import DEFAULT_EMBEDDER, load_settings
+from slm.config import DEFAULT_EMBEDDER, MIN_EVIDENCE_DEFAULTS, load_settings
 from slm.kb.embedding_e5 import E5_SPEC
 from slm.kb.local import KnowledgeBase
 
@@ -107,6 +107,23 @@ def test_answers_and_abstains_in_the_question_language(workspace):
         result = CliRunner().invoke(app, ["ask", question, "--kb", str(kb), "--config", str(strict)])
         assert result.exit_code == 0, result.output
         assert expected in result.output
+
+
+def test_a_fresh_e5_kb_abstains_on_off_topic_questions_without_calibrate(workspace):
+    """No `slm calibrate`, no answering.min_evidence: the threshold is e5's measured default, so an off-topic
+    question is declined and a real one answered (MiniLM's 0.35 let e5's ~0.8 for anything through: issue 17)."""
+    _, kb, config, settings = workspace
+    from slm.answering.service import build_answerer
+
+    plain = load_settings(config)
+    plain.generation.backend = "extractive"
+    with KnowledgeBase.open(kb, settings) as base:
+        extractive = build_answerer(plain, kb=base)
+        assert extractive.min_evidence == MIN_EVIDENCE_DEFAULTS[E5_SPEC]
+        for question in ("木星有多少颗卫星？", "《红楼梦》的作者是谁？", "Siapa presiden pertama Indonesia?"):
+            assert extractive.answer(question).abstained, question
+        for question in ("退货期限是多久？", "全职员工每年有多少天年假？", "Berapa hari cuti tahunan yang didapat karyawan?"):
+            assert not extractive.answer(question).abstained, question
 
 
 def test_eval_scores_chinese_answers_by_characters(workspace):

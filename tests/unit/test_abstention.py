@@ -7,20 +7,23 @@ import random
 import pytest
 
 from slm.answering.abstention import (
-    OFF_TOPIC_QUESTIONS,
     Calibration,
     LabelledQuestion,
     balanced_accuracy,
     calibrate,
     choose_threshold,
     evidence_score,
+    evidence_threshold,
     is_abstention,
     load_calibration,
     question_from_chunk,
     questions_from_chunks,
     split_questions,
 )
+from slm.answering.off_topic import OFF_TOPIC_QUESTIONS, off_topic_questions
+from slm.config import DEFAULT_EMBEDDER, MIN_EVIDENCE_DEFAULTS, MULTILINGUAL_EMBEDDER
 from slm.errors import KnowledgeBaseError
+from slm.text.language import detect_language
 from slm.answering.prompting import ABSTAIN_TEXT
 from slm.types import Chunk, Hit
 
@@ -137,8 +140,53 @@ def test_questions_from_chunks_use_headings_or_text():
     assert len(qs) == len(set(qs)) == 3
 
 
-def test_shipped_off_topic_questions_are_distinct():
-    assert len(OFF_TOPIC_QUESTIONS) == len(set(OFF_TOPIC_QUESTIONS)) >= 30
+def test_calibration_questions_follow_the_chunk_language():
+    """`slm calibrate` on a Chinese or Indonesian KB asks in that language (it asked English templates only, and
+    found 24 usable questions in a Chinese KB: its keyword questions took Latin words only)."""
+    chunks = [
+        Chunk(id="z::0", doc_id="z", text="顾客可以在收到商品后三十天内申请退货，并获得全额退款。", start=0, end=27,
+              section=("退货政策", "退货期限"), title="退货政策", language="zh"),
+        Chunk(id="z::1", doc_id="z", text="包裹从图森仓库发出，通过陆运配送，通常在五个工作日内送达。", start=0, end=29,
+              language="zh"),  # no heading: a question about a phrase of its text
+        Chunk(id="z::2", doc_id="z", text="全职员工每年享有二十五天带薪年假。", start=0, end=17,
+              section=("常见问题", "年假有多少天？"), language="zh"),
+        Chunk(id="i::0", doc_id="i", text="Karyawan penuh waktu mendapat dua puluh lima hari cuti.", start=0, end=56,
+              section=("Kebijakan", "Cuti tahunan"), title="Kebijakan", language="id"),
+        Chunk(id="i::1", doc_id="i", text="Paket dikirim dari gudang Tucson melalui jalur darat dan biasanya tiba dalam "
+              "lima hari kerja setelah pembayaran diterima oleh bagian keuangan", start=0, end=140, language="id"),
+    ]
+    for seed in range(5):
+        rng = random.Random(seed)
+        made = [question_from_chunk(c, rng) for c in chunks]
+        assert "退货期限" in made[0] and detect_language(made[0]) == "zh"
+        assert detect_language(made[1]) == "zh" and any(p in made[1] for p in ("包裹从图森仓库发出", "通过陆运配送",
+                                                                               "通常在五个工作日内送达"))
+        assert made[2] == "年假有多少天？"
+        assert "Cuti tahunan" in made[3] and detect_language(made[3]) == "id"
+        topic = made[4].removeprefix("Apa yang dikatakan dokumentasi tentang ").rstrip("?").split()
+        assert 4 <= len(topic) and set(topic) <= set(chunks[4].text.split())  # its words, stop words left out
+        assert not {"dan", "dari", "dalam", "oleh"} & set(topic)
+        assert all(not q.startswith(("What", "How")) for q in made)
+    assert len(questions_from_chunks(iter(chunks), 10, seed=0)) == 5
+
+
+def test_shipped_off_topic_questions_in_the_kbs_languages():
+    assert set(OFF_TOPIC_QUESTIONS) == {"en", "zh", "id"}
+    for language, questions in OFF_TOPIC_QUESTIONS.items():
+        assert len(questions) == len(set(questions)) >= 30
+        assert all(detect_language(q, default=language) == language for q in questions), language
+    assert off_topic_questions({"zh": 1300, "en": 50}) == OFF_TOPIC_QUESTIONS["en"] + OFF_TOPIC_QUESTIONS["zh"]
+    assert off_topic_questions(["id"]) == OFF_TOPIC_QUESTIONS["id"]
+    assert off_topic_questions({"": 10, "other": 3}) == OFF_TOPIC_QUESTIONS["en"]  # KBs before languages
+
+
+def test_evidence_threshold_rule():
+    """Calibrated, else the setting, else the embedder's measured default (an unknown embedder: MiniLM's)."""
+    assert evidence_threshold(None, MULTILINGUAL_EMBEDDER) == MIN_EVIDENCE_DEFAULTS[MULTILINGUAL_EMBEDDER]
+    assert evidence_threshold(None, DEFAULT_EMBEDDER) == evidence_threshold(None, "my/embedder") == 0.35
+    assert evidence_threshold(0.6, MULTILINGUAL_EMBEDDER) == 0.6
+    assert evidence_threshold(0.6, MULTILINGUAL_EMBEDDER, calibrated=0.83) == 0.83
+    assert evidence_threshold(-1.0, DEFAULT_EMBEDDER, calibrated=None) == -1.0
 
 
 def test_recall_rule_raises_a_threshold_that_easy_negatives_leave_too_low():

@@ -95,3 +95,29 @@ def test_calibrate_stores_a_threshold_the_answerer_uses(kb_config, tmp_path):
 def test_calibrate_needs_both_kinds_of_question(kb_config):
     result = CliRunner().invoke(app, ["calibrate", "-c", str(kb_config), "--generated", "5", "--no-off-topic"])
     assert result.exit_code != 0
+
+
+def test_calibrate_asks_a_chinese_kb_in_chinese(tmp_path, tiny_embedder_dir):
+    """Generated answerable questions follow the chunk language and the shipped off-topic ones the KB's
+    languages (issue 17: they were English templates, and 24 usable questions came out of a Chinese KB)."""
+    config = tmp_path / "slm.yaml"
+    config.write_text(yaml.safe_dump({"kb": str(tmp_path / "kb"), "embedder": {"model": str(tiny_embedder_dir)}}))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, (title, text) in enumerate([("退货政策", "顾客可以在收到商品后三十天内申请退货，并获得全额退款。退款将退回原支付方式。"),
+                                       ("配送时间", "包裹从图森仓库发出，通过陆运配送，通常在五个工作日内送达。"),
+                                       ("年假", "全职员工每年享有二十五天带薪年假；病假需要医生证明。")]):
+        (docs / f"d{i}.md").write_text(f"# 公司制度\n\n## {title}\n\n{text}\n", encoding="utf-8")
+    settings = load_settings(config)
+    with KnowledgeBase.open(settings.kb, settings, create=True) as kb:
+        ingest(docs, kb, progress=False)
+    result = _run("calibrate", "-c", str(config), "--generated", "3", "--dry-run", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "40 shipped off-topic questions in zh (unanswerable)" in result.output
+    assert "3 questions made from sampled chunks" in result.output
+    from slm.answering.abstention import questions_from_chunks
+    from slm.text.language import detect_language
+
+    with KnowledgeBase.open(settings.kb, settings) as kb:
+        made = questions_from_chunks(kb.all_chunks(None), 3, seed=1)
+    assert len(made) == 3 and all(detect_language(q) == "zh" for q in made), made

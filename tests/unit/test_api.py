@@ -275,16 +275,22 @@ def test_a_new_index_generation_is_picked_up_between_requests(settings, monkeypa
 
     class ReloadingLoader(FactoryLoader):
         checks = 0
+        switched: list = []
 
         def reload_if_changed(self):
             ReloadingLoader.checks += 1
             return ReloadingLoader.checks == 2
+
+        def index_switched(self, answerers):  # where KbLoader sets the new generation's threshold
+            ReloadingLoader.switched.append(list(answerers))
 
     host = ModelHost(settings, ReloadingLoader(Factory()), registry=None)
     host.load_now()
     for _ in range(3):
         host.maybe_refresh()
     assert ReloadingLoader.checks == 3 and host.ready and host.default_model.id == "slm-base"
+    # only the switch (the second check) told the loader, with the answerer being served
+    assert len(ReloadingLoader.switched) == 1 and len(ReloadingLoader.switched[0]) == 1
 
 
 def test_a_promoted_adapter_of_another_base_or_a_broken_registry_falls_back_to_base(settings):
