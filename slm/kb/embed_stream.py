@@ -30,6 +30,7 @@ class EmbedStream:
         self._unchecked: dict[str, str] = {}  # added, not yet looked up in the cache
         self._todo: dict[str, str] = {}  # to encode, in arrival order
         self._seen: set[str] = set()
+        self.started = False  # encoded anything yet (on_first has run)
         self.embedded = 0  # texts encoded
         self.seconds = 0.0  # spent encoding and caching
 
@@ -76,9 +77,10 @@ class EmbedStream:
         self._unchecked = {}
 
     def _encode(self, n: int) -> bool:
-        if self._on_first is not None:
-            self._on_first()
-            self._on_first = None
+        if not self.started:
+            self.started = True
+            if self._on_first is not None:
+                self._on_first()
         keys = list(self._todo)[:n]
         texts = [self._todo.pop(k) for k in keys]
         t = time.perf_counter()

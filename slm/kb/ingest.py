@@ -195,15 +195,9 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
         kb.switch_embedder(model)
     bar = _bar(progress, total=len(items), desc="documents", unit="doc", position=0)
     ebar = _bar(progress, total=0, desc="embedding", unit="chunk", position=1)
-    entered: list[str] = []
-
-    def enter_embed() -> None:  # the "embed" stage starts with the first encode (or after the load, if none)
-        if not entered:
-            entered.append("embed")
-            stage("embed")
-
+    # The "embed" stage starts with the first encode (or after the load, when every vector was cached).
     stream = EmbedStream(kb.store, kb.embedder, kb.settings.embedder.batch_size, use_cache=not rebuild,
-                         on_batch=ebar.update, on_first=enter_embed)
+                         on_batch=ebar.update, on_first=lambda: stage("embed"))
 
     def load(item: SourceItem) -> "_Pending | FailedFile | str":
         rel = item.id
@@ -279,7 +273,8 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
         stream.restart()
         stream.add(*_keyed(model, new_chunks))
     embedded = stream.finish()
-    enter_embed()
+    if not stream.started:
+        stage("embed")
     ebar.close()
     timings["embed"] = stream.seconds
     timings["load+embed"] = time.perf_counter() - t  # wall: less than load + embed by the overlap

@@ -98,6 +98,8 @@ def test_embedder_is_asked_for_only_when_a_text_needs_it():
     stream = EmbedStream(store, lambda: asked.append(1) or FakeEmbedder(), 2, use_cache=True,
                          on_first=lambda: asked.append("first"))
     _add(stream, 1)
-    assert stream.finish() == 0 and asked == []  # all cached: the model never loads
+    assert stream.finish() == 0 and asked == [] and not stream.started  # all cached: the model never loads
     _add(stream, 1, start=1)
-    assert stream.finish() == 1 and asked == ["first", 1]
+    assert stream.finish() == 1 and asked == ["first", 1] and stream.started
+    _add(stream, 1, start=2)
+    assert stream.finish() == 2 and asked == ["first", 1, 1]  # on_first once

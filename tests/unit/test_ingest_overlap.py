@@ -168,3 +168,18 @@ def test_auto_switches_back_when_the_chinese_pages_are_removed(corpus, tmp_path,
         assert kb.manifest().embedder == english and kb.index().dense.dimension == 32
         assert _keys_under(kb, english)  # the kept chunks were re-embedded with it too
         assert kb.index().live == kb.store.counts()[1]
+
+
+def test_stages_come_once_and_in_order_even_when_every_vector_is_cached(corpus, tmp_path, tiny_embedder_dir):
+    settings = kb_settings(tmp_path / "kb", tiny_embedder_dir)
+    runs = []
+    for rules in ({"secret/**": ["hr"]}, {"secret/**": ["hr"], "bulk/**": ["ops"]}):  # the second re-reads all
+        settings.access.rules = rules
+        stages: list[str] = []
+        with _open(settings) as kb:
+            report = ingest(corpus, kb, progress=False, on_stage=stages.append)
+        runs.append((stages, report.embedded))
+    (first, embedded_first), (second, embedded_second) = runs
+    expected = ["discover", "load", "embed", "index", "built", "commit", "committed"]
+    assert first == expected and embedded_first > 0
+    assert second == expected and embedded_second == 0  # nothing encoded: "embed" still comes, after the load
