@@ -44,7 +44,8 @@ def _recorded_audiences(folder: Path) -> tuple[str, ...]:
 
 
 def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = None) -> ResolvedAdapter | None:
-    """The adapter to serve: an explicit folder or registry version, else the promoted one, else None (base).
+    """The adapter to serve: an explicit folder or registry version, else the promoted one when it may be served
+    (slm.adapters.serving.promoted_version), else None (base).
 
     `adapter="base"` (or "none") forces the base model.
     """
@@ -62,15 +63,10 @@ def resolve_adapter(settings: Settings, kb_path: Path, adapter: str | None = Non
         return ResolvedAdapter(Path(version.path), version.version, tuple(version.audiences), version.base or None)
     if registry is None:
         return None
-    try:
-        current = registry.current()
-    except RegistryError as exc:
-        log.warning("ignoring the adapter registry: %s", exc)
-        return None
+    from slm.adapters.serving import promoted_version
+
+    current = promoted_version(registry, settings.generation.model)
     if current is None:
-        return None
-    if current.base and current.base != settings.generation.model:
-        log.warning("promoted adapter %s was trained on %s, not %s: using the base model", current.version, current.base, settings.generation.model)
         return None
     return ResolvedAdapter(Path(current.path), current.version, tuple(current.audiences), current.base or None)
 

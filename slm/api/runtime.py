@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from slm.access.labels import may_use_adapter
+from slm.adapters.serving import promoted_version, servable
 from slm.answering.follow import Follower
 from slm.api.errors import ApiError
 from slm.config import Settings
-from slm.errors import RegistryError
 
 log = logging.getLogger("slm.api")
 
@@ -168,20 +168,11 @@ class ModelHost:
             version = self._version(configured)
             label = Path(configured).name if Path(configured).expanduser().is_dir() else configured
             return version or ServedModel(id=f"{VERSION_PREFIX}{label}", adapter=configured, audiences=None)
-        current = None
         if self.registry is not None and not configured:
-            try:
-                current = self.registry.current()
-            except RegistryError as exc:
-                log.warning("ignoring the adapter registry: %s", exc)
-        if current is not None and self._servable(current):
-            return self._served_version(current)
+            current = promoted_version(self.registry, self.settings.generation.model)
+            if current is not None:
+                return self._served_version(current)
         return ServedModel(id=BASE_ID, adapter=None, audiences=None)
-
-    def _servable(self, v: Any) -> bool:
-        """Not rejected, and trained on the base model this server runs."""
-        base = getattr(v, "base", "")
-        return getattr(v, "status", "") != "rejected" and (not base or base == self.settings.generation.model)
 
     def _served_version(self, v: Any) -> ServedModel:
         created = 0
@@ -202,7 +193,7 @@ class ModelHost:
         if self.registry is None:
             return None
         for v in self.registry.versions():
-            if v.version == name and self._servable(v):
+            if v.version == name and servable(v, self.settings.generation.model):
                 return self._served_version(v)
         return None
 
@@ -216,7 +207,7 @@ class ModelHost:
         if self.registry is not None:
             for v in self.registry.versions():
                 served = self._served_version(v)
-                if not self._servable(v) or served.id == default.id:
+                if not servable(v, self.settings.generation.model) or served.id == default.id:
                     continue
                 if may_use(served, caller):
                     out.append((served, False))
