@@ -165,7 +165,7 @@ def test_gradient_checkpointing_is_off_on_a_cpu_unless_asked_for():
     import torch
 
     from slm.errors import TrainingError
-    from slm.training.recipe import _checkpointing_field
+    from slm.training.loop_settings import checkpointing_field as _checkpointing_field
 
     assert _checkpointing_field("on") == {"gradient_checkpointing": True}
     assert _checkpointing_field("off") == {"gradient_checkpointing": False}
@@ -208,3 +208,16 @@ def test_training_strip_heading_reaches_the_answer_writer(settings, tmp_path, mo
     run_training(settings, TrainOptions(prepare_only=True, progress=False), kb=FakeKB(tmp_path / "kb"),
                  log=lambda m: None)
     assert seen == [strip]  # what the answer writer does with it: test_rule_questions.py
+
+
+def test_self_teaching_base_is_also_the_distilling_student(settings, tmp_path):
+    # step 3 loads the base to write the questions; steps 5-6 train that same model and distil from it
+    settings.training.teacher = "base"
+    settings.training.kd_weight = 0.5
+    settings.training.max_chunks = 2
+    report = run_training(settings, TrainOptions(max_steps=1, progress=False), kb=FakeKB(tmp_path / "kb"),
+                          log=lambda m: None)
+    assert report.version == "v1" and report.steps == 1
+    assert "token-level KD on: self-distillation, weight 0.5" in report.notes, report.notes
+    info = Registry(tmp_path / "kb" / "adapters").get("v1").info
+    assert info.teacher == settings.training.base and info.training["kd_weight"] == 0.5
