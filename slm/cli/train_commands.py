@@ -26,6 +26,11 @@ def train(
     ),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data (fractions allowed)."),
     max_chunks: Optional[int] = typer.Option(None, "--max-chunks", help="Chunks to write questions for."),
+    kd_weight: Optional[float] = typer.Option(
+        None, "--kd-weight",
+        help="Token-level KD share of the loss, 0-1 (default: training.kd_weight); applied where the teacher shares "
+        "the student's tokenizer.",
+    ),
     audience: Optional[str] = typer.Option(
         None, "--audience", help="Train only on chunks these audiences may see (comma separated)."
     ),
@@ -54,7 +59,8 @@ def train(
     from slm.training.recipe import TrainOptions, run_training
 
     settings = settings_from(kb, config, {"training.base": base, "training.teacher": teacher,
-                                          "training.epochs": epochs, "training.max_chunks": max_chunks})
+                                          "training.epochs": epochs, "training.max_chunks": max_chunks,
+                                          "training.kd_weight": kd_weight})
     options = TrainOptions(
         audiences=parse_audiences(audience),
         eval_qa=tuple(eval_qa), exclude_docs=tuple(exclude_docs), data_file=data, resume=resume, promote=promote,

@@ -26,6 +26,14 @@ def train_dtype():
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
 
 
+def check_kd_weight(kd_weight: float) -> None:
+    """The loss is (1 - kd_weight) * CE + kd_weight * KL (slm.training.distill): a share outside 0-1 would
+    turn one of the terms negative."""
+    if not 0.0 <= kd_weight <= 1.0:
+        raise TrainingError(f"training.kd_weight (--kd-weight) is the KL term's share of the loss: between 0 and 1, "
+                            f"not {kd_weight}")
+
+
 def speed_fields(speed: str) -> dict[str, Any]:
     """LoopConfig fields for `training.speed`: the plain path, or the measured fast preset."""
     if speed == "plain":

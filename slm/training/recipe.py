@@ -17,7 +17,9 @@ from typing import Any, Sequence
 from slm.access.labels import normalize_label, normalize_labels
 from slm.config import Settings
 from slm.errors import TrainingError
-from slm.training.loop_settings import checkpointing_field, distiller_for, speed_fields, train_dtype
+from slm.training.loop_settings import (
+    check_kd_weight, checkpointing_field, distiller_for, speed_fields, train_dtype,
+)
 from slm.training.records import (
     LoadedModels, LoopPlan, QAData, RaftData, Registration, RunSetup, TrainedLoop, TrainingChunks,
     TrainReport, peak_memory_mb, prepared_report,
@@ -77,6 +79,7 @@ def run_training(settings: Settings, options: TrainOptions, *, kb: Any = None, l
     if options.gate and not (settings.training.eval_qa or options.eval_qa):
         raise TrainingError("--gate needs evaluation questions: pass --eval-qa FILE (or set training.eval_qa)")
     check_strategy(settings.training.distributed)  # fail before the questions are written, not after
+    check_kd_weight(settings.training.kd_weight)
     started = time.perf_counter()
     own_kb = kb is None
     if own_kb:

@@ -46,6 +46,30 @@ def test_the_environment_uses_the_same_lookup(config):
     assert load_settings(config, environ={}, kb="elsewhere").kb == Path("elsewhere")
 
 
+def test_train_kd_weight_flag_reaches_the_training_settings(tmp_path, monkeypatch):
+    """`slm train --kd-weight` sets training.kd_weight over the file's; without it the file's value stands."""
+    from typer.testing import CliRunner
+
+    from slm.cli.main import app
+
+    config = tmp_path / "slm.yaml"
+    config.write_text("training:\n  kd_weight: 0.1\n", encoding="utf-8")
+    seen = []
+
+    def fake_run_training(settings, options, **kwargs):
+        seen.append(settings.training.kd_weight)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("slm.training.recipe.run_training", fake_run_training)
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--kd-weight", "0.25"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["train", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert seen == [0.25, 0.1]
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--kd-weight", "half"])
+    assert result.exit_code == 2 and seen == [0.25, 0.1]  # not a number: refused before training
+
+
 def test_cli_flags_reach_the_settings_through_overrides(config, monkeypatch):
     """`slm serve --port`, `slm ask --max-new-tokens --extractive`, `slm train --epochs`: one path, load_settings."""
     from typer.testing import CliRunner

@@ -221,3 +221,12 @@ def test_self_teaching_base_is_also_the_distilling_student(settings, tmp_path):
     assert "token-level KD on: self-distillation, weight 0.5" in report.notes, report.notes
     info = Registry(tmp_path / "kb" / "adapters").get("v1").info
     assert info.teacher == settings.training.base and info.training["kd_weight"] == 0.5
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_kd_weight_outside_0_to_1_fails_before_any_work(settings, tmp_path, weight):
+    settings.training.kd_weight = weight
+    with pytest.raises(TrainingError, match="between 0 and 1"):
+        run_training(settings, TrainOptions(max_steps=1, progress=False), kb=FakeKB(tmp_path / "kb"),
+                     log=lambda m: None)
+    assert not (tmp_path / "kb" / "training").exists()  # no run folder, no questions written
