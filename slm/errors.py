@@ -15,6 +15,11 @@ class DocumentError(SlmError):
     """A document could not be loaded (corrupt, empty, too large, unsupported)."""
 
 
+class DocumentSkipped(DocumentError):
+    """A file that is fine but holds nothing to index (a picture in which OCR finds no text: a logo, a photo):
+    ingestion reports it as skipped, not as a failure."""
+
+
 class SourceError(SlmError):
     """A document source (a website, a bucket, a Git repository) cannot be listed or reached: the run stops
     before anything is removed, so a source that is down never empties the knowledge base."""

@@ -48,11 +48,13 @@ def ingest_command(
     typer.echo(
         f"ingested {report.root}{version} into {settings.kb}: {report.seen} documents seen, {report.added} added, "
         f"{report.changed} changed, {report.unchanged} unchanged, {report.deleted} deleted, "
-        f"{len(report.failed)} failed; {report.chunks_written} chunks written "
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped; {report.chunks_written} chunks written "
         f"({report.embedded} embedded) in {report.seconds:.1f} s"
     )
     for item in report.failed:
         typer.echo(f"  failed: {item.path}: {item.reason}")
+    for item in report.skipped:
+        typer.echo(f"  skipped: {item.path}: {item.reason}")
     for item in report.warnings:
         typer.echo(f"  warning: {item.path}: {item.reason}")
 

@@ -18,7 +18,7 @@ import yaml
 from slm.access.labels import audiences_for, match_glob
 from slm.config import AccessSettings
 from slm.kb.corpus_files import check_name, display_path, read_under
-from slm.errors import DocumentError
+from slm.errors import DocumentError, DocumentSkipped
 from slm.kb.loaders.builder import Parsed
 from slm.kb.loaders.limits import ExpansionLimits, load_yaml
 from slm.kb.loaders.markdown import metadata_value
@@ -229,8 +229,8 @@ def document_from_bytes(
     limits: ExpansionLimits | None = None,
 ) -> Document:
     """One document from bytes of a known format, whatever source they came from (a folder, a website,
-    a bucket, a repository). Raises DocumentError like `load_document`. A sidecar's `language:` is the
-    language scanned pages are OCR'd in."""
+    a bucket, a repository). Raises DocumentError like `load_document`, and its DocumentSkipped for an image
+    in which OCR finds no text. A sidecar's `language:` is the language scanned pages are OCR'd in."""
     sidecar = {_text(k): _text(v) for k, v in (sidecar or {}).items()}
     if ocr is not None and sidecar.get("language"):
         ocr = replace(ocr, language=sidecar["language"])
@@ -239,6 +239,9 @@ def document_from_bytes(
         raise DocumentError("empty file")
     parsed = _storable(loader(raw))
     if not parsed.text.strip():
+        # A picture without text is normal (logos, photos); a PDF, a page or a text file without any is broken.
+        if suffix in IMAGE_SUFFIXES:
+            raise DocumentSkipped("image without text (OCR found none)")
         raise DocumentError("no text extracted (empty, only markup, or a scanned page in which OCR found no text)")
     metadata = {**parsed.metadata, **sidecar}
     metadata["format"] = suffix.lstrip(".")

@@ -19,7 +19,7 @@ from slm.kb.connectors.spec import SPEC_KEY, SourceSpec, as_spec, limits_for, op
 from slm.kb.corpus_files import display_path
 from slm.kb.embed_stream import EmbedStream
 from slm.kb.embedder_choice import AUTO, choose_embedder
-from slm.errors import DocumentError, KnowledgeBaseError
+from slm.errors import DocumentError, DocumentSkipped, KnowledgeBaseError
 from slm.kb.index.generation import collect_garbage, existing_generations
 from slm.kb.index.manifest import Manifest
 from slm.kb.local import GENERATION_KEY, ROOT_KEY, KnowledgeBase
@@ -34,6 +34,14 @@ SOURCES_DIR = "sources"  # inside the KB: what sources keep between runs (a Git 
 
 @dataclass(frozen=True)
 class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that is fine but holds nothing to index (slm.errors.DocumentSkipped: a picture without text)."""
+
     path: str
     reason: str
 
@@ -57,6 +65,7 @@ class IngestReport:
     timings: dict[str, float] = field(default_factory=dict)
     version: str | None = None  # the source's version where it has one (a Git commit)
     warnings: tuple[FailedFile, ...] = ()  # read, but worth a look: low OCR confidence, pages left unread
+    skipped: tuple[SkippedFile, ...] = ()  # nothing to index, and nothing wrong: not failures
 
     @property
     def failed_ids(self) -> set[str]:
@@ -103,6 +112,11 @@ def settings_signature(kb: KnowledgeBase) -> str:
 def failed_file(doc_id: str, reason: str) -> FailedFile:
     """A failure as text that SQLite, the run log and a terminal all take, whatever bytes a file name holds."""
     return FailedFile(display_path(doc_id), display_path(reason))
+
+
+def skipped_file(doc_id: str, reason: str) -> SkippedFile:
+    """A skipped file as text that SQLite, the run log and a terminal all take (like failed_file)."""
+    return SkippedFile(display_path(doc_id), display_path(reason))
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -181,6 +195,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     pending: list[_Pending] = []
     unchanged: list[str] = []
     failed: list[FailedFile] = [failed_file(f.id, f.reason) for f in discovery.failed]
+    skipped: list[SkippedFile] = []
     seen_ids: set[str] = {f.id for f in discovery.failed}
 
     # Load and embed overlap: a thread reads, parses and chunks documents (at most ingest.prefetch ahead) while
@@ -199,7 +214,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     stream = EmbedStream(kb.store, kb.embedder, kb.settings.embedder.batch_size, use_cache=not rebuild,
                          on_batch=ebar.update, on_first=lambda: stage("embed"))
 
-    def load(item: SourceItem) -> "_Pending | FailedFile | str":
+    def load(item: SourceItem) -> "_Pending | FailedFile | SkippedFile | str":
         rel = item.id
         try:
             fingerprint = stored_fingerprint(item, signature)
@@ -226,6 +241,8 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                 min_chars=settings.ingest.min_chunk_chars,
             )
             return _Pending(doc, fingerprint, "changed" if rel in known_ids else "added", chunks)
+        except DocumentSkipped as exc:
+            return skipped_file(rel, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the whole run
             return failed_file(rel, _failure_reason(exc))
         finally:
@@ -250,6 +267,8 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                 ebar.total = stream.waiting + stream.embedded
             elif isinstance(outcome, FailedFile):
                 failed.append(outcome)
+            elif isinstance(outcome, SkippedFile):
+                skipped.append(outcome)
             else:
                 unchanged.append(outcome)
             stream.step()
@@ -258,9 +277,9 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     seen_ids |= {item.id for item in items}
     seen = len(items) + len(discovery.failed)
 
-    failed_ids = {f.path for f in failed}
+    not_loaded = {f.path for f in failed} | {f.path for f in skipped}
     deleted = sorted(known_ids - seen_ids)
-    removed_failed = sorted(failed_ids & known_ids)  # a file that no longer loads leaves the index
+    removed_failed = sorted(not_loaded & known_ids)  # a file that no longer loads (or has no text) leaves the index
     gone = set(deleted) | set(removed_failed) | {p.doc.id for p in pending}
 
     # The rest of the new chunks, with the embedder that the chunks which stay plus the new ones call for.
@@ -286,11 +305,11 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     current = kb.current_generation()
     if current is not None and not gone and not rebuild:
         with kb.store.transaction() as conn:
-            _log_run(kb, conn, run_id, unchanged, [], failed, [], root)
+            _log_run(kb, conn, run_id, unchanged, [], failed, [], root, skipped)
             _record_source(kb, conn, src, spec, discovery)
         _publish_if_shared(kb, stage, timings)  # a publish that failed last time is retried here
         return _report(seen, pending, unchanged, deleted, failed, 0, t0, embedded, current, run_id, root, timings,
-                       discovery.version)
+                       discovery.version, skipped)
 
     # Build the next generation from the chunks that stay plus the new ones.
     stage("index")
@@ -335,7 +354,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
         _record_source(kb, conn, src, spec, discovery)
         kb.store.set_meta("embedder", model, conn)
         kb.store.set_meta("dimension", str(dimension), conn)
-        _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root)
+        _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root, skipped)
         kb.store.prune_embeddings(conn)
     timings["commit"] = time.perf_counter() - t
     stage("committed")
@@ -347,7 +366,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
     _publish_if_shared(kb, stage, timings)
     written = sum(len(p.chunks) for p in pending)
     return _report(seen, pending, unchanged, deleted, failed, written, t0, embedded, number, run_id, root, timings,
-                   discovery.version)
+                   discovery.version, skipped)
 
 
 def _embedder_for(kb: KnowledgeBase, languages: set[str]) -> str:
@@ -436,7 +455,7 @@ def _vectors_for(kb: KnowledgeBase, keys: list[str], dimension: int) -> np.ndarr
     return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
 
-def _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root) -> None:
+def _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root, skipped=()) -> None:
     kb.store.log(conn, run_id, str(root), "run", None)
     for rel in unchanged:
         kb.store.log(conn, run_id, rel, "unchanged")
@@ -444,6 +463,8 @@ def _log_run(kb, conn, run_id, unchanged, pending, failed, deleted, root) -> Non
         kb.store.log(conn, run_id, item.doc.id, item.status, f"{len(item.chunks)} chunks")
     for item in failed:
         kb.store.log(conn, run_id, item.path, "failed", item.reason)
+    for item in skipped:
+        kb.store.log(conn, run_id, item.path, "skipped", item.reason)
     for item in pending:
         for warning in document_warnings(item.doc):
             kb.store.log(conn, run_id, item.doc.id, "warning", warning)
@@ -475,7 +496,7 @@ def document_warnings(doc: Document) -> list[str]:
 
 
 def _report(seen, pending, unchanged, deleted, failed, written, t0, embedded, generation, run_id, root, timings,
-            version=None):
+            version=None, skipped=()):
     return IngestReport(
         seen=seen,
         added=sum(1 for p in pending if p.status == "added"),
@@ -492,6 +513,7 @@ def _report(seen, pending, unchanged, deleted, failed, written, t0, embedded, ge
         timings=timings,
         version=version,
         warnings=tuple(FailedFile(p.doc.id, w) for p in pending for w in document_warnings(p.doc)),
+        skipped=tuple(skipped),
     )
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # Ingestion-log statuses that mean a document's text entered, changed or left the knowledge base.
-_CHANGE_STATUSES = ("added", "changed", "deleted", "failed")
+_CHANGE_STATUSES = ("added", "changed", "deleted", "failed", "skipped")
+_NOT_LOADED = ("failed", "skipped")  # ingest logs these for a file it did not index (broken, or no text)
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ def changes_since(store: Any, cutoff: float) -> ChangeSet:
     for path, status in sorted(first.items()):
         if path in present:
             (added if status == "added" else modified).append(path)
-        elif status != "added" and status != "failed":
+        elif status != "added" and status not in _NOT_LOADED:
             deleted.append(path)
-        elif status == "failed" and store.was_present_before(path, cutoff):
+        elif status in _NOT_LOADED and store.was_present_before(path, cutoff):
             deleted.append(path)
     return ChangeSet(tuple(added), tuple(modified), tuple(deleted))
 

@@ -77,3 +77,14 @@ def test_ocr_bounds_and_missing_language_pack(scan, tmp_path):
     with pytest.raises(DocumentError, match=r"image \(5000x5000 pixels\) expands to more than 16 MB"):
         load_document(tmp_path / "poster.png", tmp_path, max_bytes=10**9, ocr=OcrOptions(),
                       limits=ExpansionLimits(max_expanded_bytes=16 * 2**20))
+
+
+def test_a_picture_without_text_is_skipped(tmp_path):
+    """Real Tesseract on a blank picture (a logo, a photo) finds nothing: skipped, not a failure."""
+    from PIL import Image
+
+    from slm.errors import DocumentSkipped
+
+    Image.new("RGB", (320, 200), (255, 255, 255)).save(tmp_path / "logo.png")
+    with pytest.raises(DocumentSkipped, match="image without text"):
+        load_document(tmp_path / "logo.png", tmp_path, max_bytes=10**8, ocr=OcrOptions())

@@ -153,3 +153,21 @@ def test_damaged_files_raise_only_document_error(tmp_path):
             except DocumentError:
                 failed += 1
     assert failed > 20 and loaded > 20  # both outcomes occur, so the test exercises both paths
+
+
+def test_an_image_without_text_is_skipped_not_failed(tmp_path, monkeypatch):
+    """A logo or a photo is normal in a folder of documents: DocumentSkipped. A PDF without text, a corrupt
+    image, or markup without text stay plain failures."""
+    from slm.errors import DocumentSkipped
+    from tests.helpers.fake_ocr import SIGN_TEXT, install_fake_ocr, write_png
+
+    install_fake_ocr(monkeypatch)
+    with pytest.raises(DocumentSkipped, match="image without text"):
+        _load(write_png(tmp_path / "logo.png", with_text=False))
+    assert _load(write_png(tmp_path / "sign.png", with_text=True)).text == SIGN_TEXT
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "markup.html").write_bytes(b"<html><body><script>x()</script></body></html>")
+    for path in (make_blank_pdf(tmp_path / "scan.pdf"), tmp_path / "broken.jpg", tmp_path / "markup.html"):
+        with pytest.raises(DocumentError) as info:
+            _load(path)
+        assert not isinstance(info.value, DocumentSkipped), path

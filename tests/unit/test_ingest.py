@@ -227,3 +227,43 @@ def test_a_changed_file_costs_a_segment_of_its_own_size(corpus, settings, tmp_pa
         ingest(corpus, kb, progress=False)
         full = [(h.chunk.id, round(h.score, 4)) for h in kb.retriever().retrieve("forklift charging", 5, mode="bm25")]
     assert incremental == full  # BM25 statistics are the whole index's live rows, as in a rebuild
+
+
+def test_an_image_without_text_is_reported_skipped_and_a_broken_file_failed(corpus, settings, monkeypatch):
+    from tests.helpers.fake_ocr import install_fake_ocr, write_png
+
+    install_fake_ocr(monkeypatch)
+    write_png(corpus / "img" / "logo.png", with_text=False)
+    write_png(corpus / "img" / "sign.png", with_text=True)
+    (corpus / "img" / "broken.png").write_bytes(b"\x89PNG truncated")
+    (corpus / "blank.html").write_text("<html><body><nav>menu</nav></body></html>", encoding="utf-8")
+    with _open(settings) as kb:
+        report = ingest(corpus, kb, progress=False)
+        assert [(s.path, s.reason) for s in report.skipped] == [("img/logo.png", "image without text (OCR found none)")]
+        assert {f.path for f in report.failed} == {"img/broken.png", "blank.html"}
+        assert report.added == 8  # the 7 pages and the sign's text
+        log = {(e.path, e.status) for e in kb.store.log_entries(report.run_id)}
+        assert {("img/logo.png", "skipped"), ("img/broken.png", "failed"), ("img/sign.png", "added")} <= log
+        assert kb.status().failed_last_run == 2  # a skipped picture is no failure
+
+        write_png(corpus / "img" / "sign.png", with_text=False)  # its text painted over: it leaves the index
+        again = ingest(corpus, kb, progress=False)
+        assert {s.path for s in again.skipped} == {"img/logo.png", "img/sign.png"}
+        assert "img/sign.png" not in {d.id for d in kb.documents()} and "img/sign.png" not in _index_doc_ids(kb)
+
+
+def test_slm_ingest_prints_skipped_pictures_apart_from_failures(corpus, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slm.cli.main import app
+    from tests.helpers.fake_ocr import install_fake_ocr, write_png
+
+    install_fake_ocr(monkeypatch)
+    monkeypatch.setattr("slm.cli.kb_commands.settings_from", lambda kb, config, overrides=None: settings)
+    write_png(corpus / "logo.png", with_text=False)
+    (corpus / "empty.md").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(app, ["ingest", str(corpus), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "1 failed, 1 skipped;" in result.output
+    assert "  skipped: logo.png: image without text (OCR found none)" in result.output
+    assert "  failed: empty.md: empty file" in result.output and "failed: logo.png" not in result.output

@@ -95,6 +95,21 @@ def test_detect_changes_then_ingest_log_since_cutoff(kb, tmp_path):
     assert 0 < changed < total
 
 
+def test_an_image_that_lost_its_text_counts_as_deleted_for_retraining(kb, tmp_path, monkeypatch):
+    from tests.helpers.fake_ocr import install_fake_ocr, write_png
+
+    install_fake_ocr(monkeypatch)
+    docs = write_pages(tmp_path / "docs")
+    write_png(docs / "sign.png", with_text=True)
+    write_png(docs / "logo.png", with_text=False)
+    ingest(docs, kb, progress=False)
+    cutoff = time.time()
+    time.sleep(0.01)
+    write_png(docs / "sign.png", with_text=False)  # skipped now: what it taught is gone
+    ingest(docs, kb, progress=False)
+    assert changes_since(kb.store, cutoff) == ChangeSet(deleted=("sign.png",))  # the logo was never there
+
+
 def test_source_watcher_sees_new_touched_and_removed_files(tmp_path):
     docs = write_pages(tmp_path / "docs")
     watcher = SourceWatcher(docs)
