@@ -232,6 +232,7 @@ def _ingest_from(src: Source, spec: SourceSpec, kb: KnowledgeBase, progress: boo
                 sidecar=fetched.metadata,
                 sidecar_raw=fetched.metadata_raw,
                 access=settings.access,
+                ocr=ocr,
                 limits=expansion,
             )
             chunks = chunk_document(

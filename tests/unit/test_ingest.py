@@ -267,3 +267,15 @@ def test_slm_ingest_prints_skipped_pictures_apart_from_failures(corpus, settings
     assert "1 failed, 1 skipped;" in result.output
     assert "  skipped: logo.png: image without text (OCR found none)" in result.output
     assert "  failed: empty.md: empty file" in result.output and "failed: logo.png" not in result.output
+
+
+def test_the_ingest_ocr_settings_reach_the_loaders(corpus, settings, monkeypatch):
+    # They were computed but never passed on: `ingest.ocr: false` still OCR'd every picture and scan.
+    from tests.helpers.fake_ocr import install_fake_ocr, write_png
+
+    install_fake_ocr(monkeypatch)
+    write_png(corpus / "sign.png", with_text=True)
+    settings.ingest.ocr = False
+    with _open(settings) as kb:
+        report = ingest(corpus, kb, progress=False)
+    assert [(f.path, f.reason) for f in report.failed] == [("sign.png", "an image needs OCR, which is off (ingest.ocr: false)")]
