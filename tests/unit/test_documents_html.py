@@ -140,3 +140,17 @@ def test_a_long_block_with_access_keys_is_content(tmp_path):
     (tmp_path / "k.html").write_text(page)
     doc = load_document(tmp_path / "k.html", tmp_path, max_bytes=10_000)
     assert "Back" in doc.text and "own content" in doc.text
+
+
+def test_the_headings_permalink_names_its_anchor_over_the_section_id(tmp_path):
+    # Django's Sphinx: the section is `s-x`, the label span and the permalink say `x` (what links and gold use)
+    page = tmp_path / "admin.html"
+    page.write_text(
+        '<html><body><div class="body"><div class="section" id="s-faq-the-admin"><h1>FAQ: The admin</h1>'
+        '<div class="section" id="s-how-do-i-set-it"><span id="how-do-i-set-it"></span>'
+        '<h2>How do I set it?<a class="headerlink" href="#how-do-i-set-it" title="Permalink">\u00b6</a></h2>'
+        '<p>Use the save_model hook of the admin class to set the field.</p></div></div></div></body></html>',
+        encoding="utf-8",
+    )
+    doc = load_document(page, tmp_path, max_bytes=100_000)
+    assert [s.anchor for s in doc.sections] == ["s-faq-the-admin", "how-do-i-set-it"]

@@ -94,8 +94,14 @@ def _main_element(root: etree._Element) -> etree._Element:
 
 
 def _heading_anchor(el: etree._Element) -> str | None:
-    """Sphinx puts the id on the enclosing `<section>` (or `<div class="section">`); other
-    generators on the heading itself or on an empty `<span id>`/`<a name>` just before it."""
+    """The heading's own permalink (`<a class="headerlink" href="#x">`, Sphinx and MkDocs) names the anchor
+    the site links to; without one: Sphinx's id on the enclosing `<section>` (or `<div class="section">`),
+    else the id on the heading itself or on an empty `<span id>`/`<a name>` just before it. (Django's Sphinx
+    gives the section `s-x` and the permalink `#x`: only the permalink matches the links.)"""
+    for link in el.iter("a"):
+        href = link.get("href") or ""
+        if "headerlink" in _classes(link) and href.startswith("#") and len(href) > 1:
+            return href[1:]
     parent = el.getparent()
     if parent is not None and parent.tag in _SECTION_TAGS and parent.get("id"):
         first_heading = next((c for c in parent if isinstance(c.tag, str) and c.tag in _HEADINGS), None)
