@@ -65,23 +65,18 @@ def embed(model_dir: str, data: Path, device: str | None, batch_size: int) -> No
 
 
 def _rank_metrics(scores: np.ndarray, rows: list[dict], queries: list[dict], k: int = 10) -> tuple[dict, list[int]]:
-    from slm.evaluation.metrics import source_matches
+    """Source hit@1/hit@5/MRR@k over the chunk ranking, scored by slm eval's own rank metrics."""
+    from slm.evaluation.metrics import hit_at, reciprocal_rank, source_matches
 
-    hits1 = hits5 = 0
-    rr = 0.0
-    tops = []
+    ranks, tops = [], []
     for qi, q in enumerate(queries):
         order = np.argsort(-scores[qi])[:k]
         tops.append(int(order[0]))
-        for rank, idx in enumerate(order, start=1):
-            row = rows[idx]
-            if source_matches(row["doc_id"], row["source"], q["source"]):
-                hits1 += rank == 1
-                hits5 += rank <= 5
-                rr += 1.0 / rank
-                break
+        ranks.append(next((rank for rank, idx in enumerate(order, start=1)
+                           if source_matches(rows[idx]["doc_id"], rows[idx]["source"], q["source"])), None))
     n = len(queries)
-    return {"hit@1": hits1 / n, "hit@5": hits5 / n, "mrr@10": rr / n}, tops
+    return {"hit@1": sum(hit_at(r, 1) for r in ranks) / n, "hit@5": sum(hit_at(r, 5) for r in ranks) / n,
+            "mrr@10": sum(reciprocal_rank(r, k) for r in ranks) / n}, tops
 
 
 def score(kb: Path, data: Path) -> None:
